@@ -1,0 +1,320 @@
+"""`Encoder`: the one interface every content encoder implements.
+
+An encoder turns a batch of raw items (strings, image paths, waveforms, ...) into a float
+tensor of shape (B, dim). Subclasses implement two methods:
+
+    preprocess(raw_batch) -> inputs      # tokenise / decode / resample; no gradients needed
+    forward(inputs) -> Tensor (B, dim)   # the model itself
+
+and set the class attribute `modality` and the attribute `dim`. Constructor keyword arguments
+are recorded automatically, so `to_config()` / `from_config()` work without extra code as
+long as those arguments are JSON-able (names, paths, numbers).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import EncoderConfigError, EncoderInputError
+
+if TYPE_CHECKING:
+    from .cache import EmbeddingCache
+
+__all__ = ["Encoder", "batched", "content_hash"]
+
+
+def batched(items: Iterable[Any], batch_size: int) -> Iterator[list[Any]]:
+    """Yield lists of at most `batch_size` items without materialising `items`."""
+    if batch_size < 1:
+        raise EncoderInputError(f"batch_size must be >= 1, got {batch_size!r}")
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _update_hash(h: Any, obj: Any, str_is_path: bool) -> None:
+    """Feed a canonical byte form of `obj` into hash `h` (type-tagged, so 1 != "1")."""
+    if isinstance(obj, str) and not str_is_path:
+        h.update(b"s" + obj.encode("utf-8", "surrogatepass"))
+    elif isinstance(obj, (str, os.PathLike)):
+        path = Path(obj)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise EncoderInputError(
+                f"cannot read file {str(path)!r}: {exc.strerror or exc}. "
+                "Check the path, or pass the content itself."
+            ) from exc
+        h.update(b"f" + hashlib.blake2b(data, digest_size=32).digest())
+    elif isinstance(obj, bytes):
+        h.update(b"b" + obj)
+    elif isinstance(obj, (bool, int, float)) or obj is None:
+        h.update(b"n" + repr(obj).encode())
+    elif isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        h.update(b"a" + str(arr.dtype).encode() + repr(arr.shape).encode() + arr.tobytes())
+    elif isinstance(obj, torch.Tensor):
+        _update_hash(h, obj.detach().cpu().numpy(), str_is_path)
+    elif isinstance(obj, (tuple, list)):
+        h.update(b"(" + str(len(obj)).encode())
+        for part in obj:
+            _update_hash(h, part, str_is_path)
+    elif isinstance(obj, dict):
+        h.update(b"{" + str(len(obj)).encode())
+        for key in sorted(obj, key=repr):
+            _update_hash(h, key, False)
+            _update_hash(h, obj[key], str_is_path)
+    elif hasattr(obj, "tobytes") and hasattr(obj, "mode") and hasattr(obj, "size"):  # PIL image
+        h.update(b"i" + f"{obj.mode}{obj.size}".encode() + obj.tobytes())
+    else:
+        raise EncoderInputError(
+            f"cannot compute a cache key for an item of type {type(obj).__name__}; "
+            "pass `keys=` to encode_all or override Encoder.item_key"
+        )
+
+
+def content_hash(obj: Any, str_is_path: bool = False) -> str:
+    """Stable hex digest of an item's content (file contents for paths, not the path)."""
+    h = hashlib.blake2b(digest_size=20)
+    _update_hash(h, obj, str_is_path)
+    return h.hexdigest()
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    """Move tensors (possibly nested in dicts/lists or a BatchEncoding) to `device`."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
+    if hasattr(obj, "to") and callable(obj.to):
+        return obj.to(device)
+    return obj
+
+
+class Encoder(nn.Module):
+    """Base class: raw content → vectors of shape (B, dim).
+
+    Class attributes:
+        modality: "text", "image", "audio", or any name a custom encoder chooses.
+        registry_name: set by `@register_encoder(name)`; used in configs.
+        str_is_path: whether a `str` item is a file path (image/audio) or content (text).
+        preprocess_version: bump when preprocessing changes, so cached vectors are recomputed.
+    """
+
+    modality: ClassVar[str] = "generic"
+    registry_name: ClassVar[str | None] = None
+    str_is_path: ClassVar[bool] = False
+    preprocess_version: ClassVar[int] = 1
+    dim: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        original = cls.__init__
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def __init__(self: Encoder, *args: Any, **kw: Any) -> None:
+            if "_init_kwargs" not in self.__dict__:  # only the outermost constructor records
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                params = dict(bound.arguments)
+                params.pop(next(iter(signature.parameters)))  # self
+                for name, param in signature.parameters.items():
+                    if param.kind is inspect.Parameter.VAR_KEYWORD:
+                        params.update(params.pop(name, {}))
+                    elif param.kind is inspect.Parameter.VAR_POSITIONAL and params.pop(name, ()):
+                        raise EncoderConfigError(
+                            f"{cls.__name__} takes *args; encoders must use keyword arguments "
+                            "so they can be saved as a config"
+                        )
+                object.__setattr__(self, "_init_kwargs", params)
+            original(self, *args, **kw)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+    # ----------------------------------------------------------------- to implement
+    def preprocess(self, raw_batch: Sequence[Any]) -> Any:
+        """Turn a list of raw items into model inputs (tensors or a dict of tensors)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement preprocess()")
+
+    def forward(self, inputs: Any) -> torch.Tensor:  # (B, dim)
+        """Map preprocessed inputs to a (B, dim) float tensor."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    # ----------------------------------------------------------------- config
+    def to_config(self) -> dict[str, Any]:
+        """JSON-able dict that `Encoder.from_config` rebuilds this encoder from."""
+        params = dict(self.__dict__.get("_init_kwargs", {}))
+        params.pop("device", None)
+        config = {"name": self.registry_name or type(self).__name__, **params}
+        try:
+            json.dumps(config)
+        except TypeError as exc:
+            raise EncoderConfigError(
+                f"{type(self).__name__}.to_config(): constructor arguments are not JSON-able "
+                f"({exc}). Pass names/paths instead of objects, or override to_config()."
+            ) from exc
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **overrides: Any) -> Encoder:
+        """Rebuild an encoder from `to_config()` output (looked up by name in the registry)."""
+        from .registry import get_encoder_class
+
+        params = dict(config)
+        name = params.pop("name", None)
+        params.update(overrides)
+        if cls is Encoder:
+            if name is None:
+                raise EncoderConfigError(f"encoder config has no 'name' key: {config!r}")
+            return get_encoder_class(name)(**params)
+        return cls(**params)
+
+    # ----------------------------------------------------------------- identity
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    def weights_digest(self) -> str:
+        """Hash of all parameters and buffers: changes whenever the weights change."""
+        h = hashlib.blake2b(digest_size=20)
+        for name, tensor in sorted(self.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            if t.numel():
+                h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def fingerprint(self) -> str:
+        """Cache namespace: encoder class, config, preprocessing version and weights."""
+        try:
+            config = json.dumps(self.to_config(), sort_keys=True)
+        except EncoderConfigError:
+            config = repr(sorted(self.__dict__.get("_init_kwargs", {}).items()))
+        h = hashlib.blake2b(digest_size=20)
+        for part in (type(self).__qualname__, config, str(self.preprocess_version),
+                     str(self.dim), self.weights_digest()):
+            h.update(part.encode() + b"\0")
+        return h.hexdigest()
+
+    def item_key(self, item: Any) -> str:
+        """Content hash of one raw item (file contents for paths)."""
+        return content_hash(item, str_is_path=self.str_is_path)
+
+    # ----------------------------------------------------------------- encoding
+    def encode(self, raw_batch: Sequence[Any]) -> torch.Tensor:  # (B, dim)
+        """Preprocess and run the model on one batch (keeps gradients; use for fine-tuning)."""
+        if len(raw_batch) == 0:
+            raise EncoderInputError(f"{type(self).__name__}.encode() got an empty batch")
+        out = self(_to_device(self.preprocess(list(raw_batch)), self.device))
+        if out.ndim != 2 or out.shape[0] != len(raw_batch) or out.shape[1] != self.dim:
+            raise EncoderConfigError(
+                f"{type(self).__name__}.forward returned shape {tuple(out.shape)}, expected "
+                f"({len(raw_batch)}, {self.dim}); check `dim` and the pooling in forward()"
+            )
+        return out
+
+    def encode_iter(
+        self,
+        items: Iterable[Any],
+        batch_size: int = 32,
+        *,
+        cache: EmbeddingCache | str | os.PathLike | None = None,
+        keys: Iterable[str] | None = None,
+        show_progress: bool = True,
+        total: int | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield float32 CPU tensors of shape (b, dim), b <= batch_size, streaming `items`.
+
+        Memory is bounded by the batch size. With `cache`, vectors already computed for the
+        same content by an encoder with the same fingerprint are read back instead of encoded.
+        """
+        from tqdm.auto import tqdm
+
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        store = _open_cache(cache)
+        session = store.session(self.fingerprint(), self.dim) if store is not None else None
+        key_iter = iter(keys) if keys is not None else None
+        was_training = self.training
+        self.eval()
+        bar = tqdm(total=total, disable=not show_progress, desc=f"encode {self.modality}",
+                   unit="item", leave=False)
+        try:
+            with torch.inference_mode():
+                for batch in batched(items, batch_size):
+                    if session is None:
+                        out = self.encode(batch).float().cpu()
+                    else:
+                        batch_keys = (
+                            [next(key_iter) for _ in batch] if key_iter is not None
+                            else [self.item_key(x) for x in batch]
+                        )
+                        out = self._encode_with_cache(batch, batch_keys, session)
+                    bar.update(len(batch))
+                    yield out
+        finally:
+            bar.close()
+            if session is not None:
+                session.close()
+            self.train(was_training)
+
+    def _encode_with_cache(self, batch: list[Any], keys: list[str], session: Any) -> torch.Tensor:
+        found, vectors = session.lookup(keys)  # (b,) bool, (b, dim) float32
+        missing = np.flatnonzero(~found)
+        if missing.size:
+            fresh = self.encode([batch[i] for i in missing]).float().cpu().numpy()
+            vectors[missing] = fresh
+            session.add([keys[i] for i in missing], fresh)
+        return torch.from_numpy(vectors)
+
+    def encode_all(
+        self,
+        items: Iterable[Any],
+        batch_size: int = 32,
+        *,
+        cache: EmbeddingCache | str | os.PathLike | None = None,
+        keys: Iterable[str] | None = None,
+        show_progress: bool = True,
+    ) -> torch.Tensor:  # (N, dim)
+        """Encode every item in batches; returns a float32 CPU tensor (N, dim)."""
+        chunks = list(self.encode_iter(items, batch_size, cache=cache, keys=keys,
+                                       show_progress=show_progress))
+        if not chunks:
+            return torch.empty(0, self.dim)
+        return torch.cat(chunks)
+
+    def extra_repr(self) -> str:
+        return f"modality={self.modality!r}, dim={self.dim}"
+
+
+def _open_cache(cache: Any) -> EmbeddingCache | None:
+    if cache is None:
+        return None
+    from .cache import EmbeddingCache
+
+    return cache if isinstance(cache, EmbeddingCache) else EmbeddingCache(cache)
