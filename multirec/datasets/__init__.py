@@ -1,0 +1,1 @@
+"""Data set loaders: MovieLens (official files) and a synthetic multimodal generator."""
