@@ -213,8 +213,10 @@ class InteractionData:
         if not keep.any():
             raise DataError("no interactions: the data is empty")
 
-        user_map = user_ids.copy() if isinstance(user_ids, IdMap) else IdMap(() if user_ids is None else user_ids, kind="user")
-        item_map = item_ids.copy() if isinstance(item_ids, IdMap) else IdMap(() if item_ids is None else item_ids, kind="item")
+        user_map = (user_ids.copy() if isinstance(user_ids, IdMap)
+                    else IdMap(() if user_ids is None else user_ids, kind="user"))
+        item_map = (item_ids.copy() if isinstance(item_ids, IdMap)
+                    else IdMap(() if item_ids is None else item_ids, kind="item"))
         # every ID stays in the catalogue, also those whose rows the threshold drops
         rows = user_map.extend(user_arr)[keep]
         cols = item_map.extend(item_arr)[keep]

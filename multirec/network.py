@@ -1,0 +1,179 @@
+"""The two-tower network behind `MultimodalRecommender` (tensors in, logits out).
+
+Item tower: each source (projected LightFM item factor, projected content embedding per
+modality) → fusion → `h_i`, plus a per-item ID residual and bias for items seen in training.
+User tower: projected LightFM user factor (warm users) + a history encoder over the items
+the user interacted with (so new users are served by fold-in, without retraining).
+Head: `logit = ⟨h_u, h_i⟩ + b_u + b_i + b`, `p = σ(logit)`.
+
+Frozen content embeddings and LightFM factors live in buffers, so `state_dict()` holds
+everything needed to score (saved as safetensors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from encoders import Projection
+
+from .fusion import make_fusion, modality_dropout
+
+__all__ = ["TwoTowerNetwork", "ItemOutput"]
+
+
+@dataclass
+class ItemOutput:
+    """Item-tower output for a batch of items."""
+
+    h: torch.Tensor  # (B, d) item vectors
+    bias: torch.Tensor  # (B,) item biases b_i
+    sources: torch.Tensor  # (B, S, d) projected sources before fusion
+    mask: torch.Tensor  # (B, S) bool: sources used
+
+
+class TwoTowerNetwork(nn.Module):
+    """Item and user towers over frozen content embeddings and LightFM factors."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        content_dims: dict[str, int],
+        cf_dim: int | None,
+        dim: int = 128,
+        fusion: str = "sum",
+        use_id_embeddings: bool = True,
+        use_user_cf: bool = True,
+    ) -> None:
+        super().__init__()
+        self.modalities = list(content_dims)
+        self.source_names = (["cf"] if cf_dim else []) + self.modalities
+        self.dim, self.use_id_embeddings = dim, use_id_embeddings
+        self.use_user_cf = bool(cf_dim) and use_user_cf
+        if not self.source_names and not use_id_embeddings:
+            raise ValueError("the network needs CF factors, content or ID embeddings")
+        # ---- frozen inputs (buffers; resized by `grow`)
+        for m, in_dim in content_dims.items():
+            self.register_buffer(f"content_{m}", torch.zeros(n_items, in_dim))
+            self.register_buffer(f"has_{m}", torch.zeros(n_items, dtype=torch.bool))
+        cf = cf_dim or 0
+        self.register_buffer("cf_item", torch.zeros(n_items, cf))
+        self.register_buffer("cf_user", torch.zeros(n_users, cf))
+        self.register_buffer("warm_item", torch.zeros(n_items, dtype=torch.bool))
+        self.register_buffer("warm_user", torch.zeros(n_users, dtype=torch.bool))
+        # ---- learned
+        self.content_proj = nn.ModuleDict({m: Projection(d_in, dim) for m, d_in in content_dims.items()})
+        self.cf_item_proj = nn.Linear(cf, dim) if cf_dim else None
+        self.cf_user_proj = nn.Linear(cf, dim) if self.use_user_cf else None
+        self.fusion = make_fusion(fusion, max(1, len(self.source_names)), dim)
+        self.item_id = nn.Embedding(n_items, dim)
+        self.item_ctx_id = nn.Embedding(n_items, dim)
+        self.item_bias = nn.Embedding(n_items, 1)
+        self.user_bias = nn.Embedding(n_users, 1)
+        for emb in (self.item_id, self.item_ctx_id):
+            nn.init.normal_(emb.weight, std=0.01)
+        for emb in (self.item_bias, self.user_bias):
+            nn.init.zeros_(emb.weight)
+        self.content_bias = nn.Linear(dim, 1)
+        self.ctx = nn.Linear(dim, dim)  # item vector → history-context vector
+        self.hist = nn.Linear(dim, dim)  # pooled history → user vector
+        self.hist_bias = nn.Parameter(torch.zeros(dim))
+        self.global_bias = nn.Parameter(torch.zeros(1))
+        self.cold_bias = nn.Parameter(torch.zeros(1))  # prior of items without interactions
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_items(self) -> int:
+        return self.warm_item.shape[0]
+
+    @property
+    def n_users(self) -> int:
+        return self.warm_user.shape[0]
+
+    def grow(self, n_users: int | None = None, n_items: int | None = None) -> None:
+        """Append rows for new users/items (cold: no CF factor, zero ID residual and bias)."""
+        def pad(t: torch.Tensor, n: int) -> torch.Tensor:
+            extra = n - t.shape[0]
+            return t if extra <= 0 else torch.cat([t, t.new_zeros((extra, *t.shape[1:]))])
+
+        if n_items is not None and n_items > self.n_items:
+            for name in ["cf_item", "warm_item", *[f"content_{m}" for m in self.modalities],
+                         *[f"has_{m}" for m in self.modalities]]:
+                setattr(self, name, pad(getattr(self, name), n_items))
+            for emb in (self.item_id, self.item_ctx_id, self.item_bias):
+                emb.weight = nn.Parameter(pad(emb.weight.data, n_items))
+                emb.num_embeddings = n_items
+        if n_users is not None and n_users > self.n_users:
+            self.cf_user = pad(self.cf_user, n_users)
+            self.warm_user = pad(self.warm_user, n_users)
+            self.user_bias.weight = nn.Parameter(pad(self.user_bias.weight.data, n_users))
+            self.user_bias.num_embeddings = n_users
+
+    # ------------------------------------------------------------------ item tower
+    def source_mask(self, items: torch.Tensor) -> torch.Tensor:  # (B, S) bool
+        cols = ([self.warm_item[items]] if self.cf_item_proj is not None else [])
+        cols += [getattr(self, f"has_{m}")[items] for m in self.modalities]
+        if not cols:
+            return torch.zeros(len(items), 1, dtype=torch.bool, device=items.device)
+        return torch.stack(cols, dim=1)
+
+    def items(
+        self,
+        items: torch.Tensor,  # (B,) long
+        drop_p: torch.Tensor | None = None,  # (S + 1,) per-source drop prob (+ ID residual)
+        content: dict[str, torch.Tensor] | None = None,  # fine-tuned embeddings (B, d_m)
+        mask: torch.Tensor | None = None,  # (B, S) override presence (explanations)
+    ) -> ItemOutput:
+        srcs = []
+        if self.cf_item_proj is not None:
+            srcs.append(self.cf_item_proj(self.cf_item[items]))
+        for m in self.modalities:
+            emb = content[m] if content is not None and m in content else getattr(self, f"content_{m}")[items]
+            srcs.append(self.content_proj[m](emb))
+        x = torch.stack(srcs, 1) if srcs else torch.zeros(len(items), 1, self.dim, device=items.device)
+        base_mask = self.source_mask(items) if mask is None else mask
+        warm = self.warm_item[items] & self.use_id_embeddings  # (B,)
+        used = base_mask
+        if drop_p is not None:
+            full = torch.cat([base_mask, warm.unsqueeze(1)], dim=1)  # (B, S+1)
+            full = modality_dropout(full, drop_p) if base_mask.shape[1] else full
+            used, warm = full[:, :-1], full[:, -1]
+        h = self.fusion(x, used)  # (B, d)
+        w = warm.to(h.dtype)
+        h = h + w.unsqueeze(1) * self.item_id(items)
+        cold = (~self.warm_item[items]).to(h.dtype)
+        bias = (self.content_bias(h).squeeze(-1) + w * self.item_bias(items).squeeze(-1)
+                + cold * self.cold_bias)  # (B,)
+        return ItemOutput(h=h, bias=bias, sources=x, mask=used)
+
+    def context(self, items: torch.Tensor, out: ItemOutput) -> torch.Tensor:  # (B, d)
+        """History-context vector of each item (what it says about a user who consumed it)."""
+        warm = (self.warm_item[items] & self.use_id_embeddings).to(out.h.dtype).unsqueeze(1)
+        return 0 * self.ctx(out.h) + warm * self.item_ctx_id(items)
+
+    # ------------------------------------------------------------------ user tower
+    def users(
+        self,
+        users: torch.Tensor | None,  # (B,) long, or None for users unknown to the model
+        bag: torch.Tensor,  # (B, n_ctx) interaction weights over the context items
+        ctx: torch.Tensor,  # (n_ctx, d) context vectors of those items
+        use_cf: torch.Tensor | None = None,  # (B,) bool: use the LightFM user factor
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d), (B,)
+        n = bag.sum(1, keepdim=True).clamp(min=1.0)
+        pooled = torch.tanh((bag / n.sqrt()) @ ctx + self.hist_bias)  # (B, d)
+        hu = self.hist(pooled)
+        bu = torch.zeros(bag.shape[0], device=bag.device, dtype=hu.dtype)
+        if users is not None:
+            warm = self.warm_user[users]
+            if use_cf is not None:
+                warm = warm & use_cf
+            if self.cf_user_proj is not None:
+                hu = hu + warm.to(hu.dtype).unsqueeze(1) * self.cf_user_proj(self.cf_user[users])
+            bu = self.warm_user[users].to(hu.dtype) * self.user_bias(users).squeeze(-1)
+        return hu, bu
+
+    def logits(self, hu: torch.Tensor, bu: torch.Tensor, item: ItemOutput) -> torch.Tensor:  # (B, C)
+        return hu @ item.h.T + bu.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
