@@ -139,6 +139,15 @@ class MultimodalRecommender(nn.Module):
             cf_user = torch.from_numpy(np.asarray(lfm.user_factors_, np.float32))
             cf_item = torch.from_numpy(np.asarray(lfm.item_factors_, np.float32))
 
+        with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's RNG
+            torch.manual_seed(cfg.seed)
+            self._build_and_train(data, train_x, valid_x, full, content, has, cf_user, cf_item,
+                                  callbacks)
+        return self
+
+    def _build_and_train(self, data, train_x, valid_x, full, content, has, cf_user, cf_item,
+                         callbacks) -> None:
+        cfg = self.train_config
         net = TwoTowerNetwork(
             data.n_users, data.n_items, {m: e.dim for m, e in self._encoders.items()},
             None if cf_item is None else cf_item.shape[1], dim=self.dim, fusion=self.fusion,
@@ -160,7 +169,6 @@ class MultimodalRecommender(nn.Module):
         self._item_cache = None
         self.history_: History = train_network(net, train_x, valid_x, cfg, callbacks)
         self._item_cache = None
-        return self
 
     def _cf_config(self) -> Any:
         cf = self.cf
@@ -405,7 +413,7 @@ class MultimodalRecommender(nn.Module):
                 contrib["id"] = float(hu[0] @ net.item_id(i)[0])
         return {"user": user_id, "item": item_id, "score": 1.0 / (1.0 + np.exp(-logit)),
                 "logit": logit, "contributions": contrib, "user_bias": float(bu[0]),
-                "item_bias": float(full.bias[0]), "global_bias": float(net.global_bias[0]),
+                "item_bias": float(full.bias[0]), "global_bias": net.global_bias.item(),
                 "sources_present": [n for s, n in enumerate(names) if bool(full.mask[0, s])]}
 
     def search(self, text: str, n: int = 10, *, modality: str | None = None
