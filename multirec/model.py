@@ -401,16 +401,19 @@ class MultimodalRecommender(nn.Module):
             full = net.items(i)
             logit = float(net.logits(hu, bu, full)[0, 0])
             contrib: dict[str, float] = {}
+            h_u, cf_u = hu[0, : net.dim], hu[0, net.dim:]
             names = net.source_names
+            fused = net.fusion(full.sources, full.mask)
             for s, name in enumerate(names):
                 if not bool(full.mask[0, s]):
                     continue
                 mask = full.mask.clone()
                 mask[0, s] = False
-                h = net.fusion(full.sources, mask)
-                contrib[name] = float(hu[0] @ (net.fusion(full.sources, full.mask) - h)[0])
+                contrib[name] = float(h_u @ (fused - net.fusion(full.sources, mask))[0])
+            if cf_u.numel() and net.use_user_cf and bool(full.mask[0, 0]) and "cf" in names:
+                contrib["cf"] = contrib.get("cf", 0.0) + float(net.cf_scale * (cf_u @ full.cf[0]))
             if bool(net.warm_item[i]) and net.use_id_embeddings:
-                contrib["id"] = float(hu[0] @ net.item_id(i)[0])
+                contrib["id"] = float(h_u @ net.item_id(i)[0])
         return {"user": user_id, "item": item_id, "score": 1.0 / (1.0 + np.exp(-logit)),
                 "logit": logit, "contributions": contrib, "user_bias": float(bu[0]),
                 "item_bias": float(full.bias[0]), "global_bias": net.global_bias.item(),

@@ -32,6 +32,7 @@ class ItemOutput:
     bias: torch.Tensor  # (B,) item biases b_i
     sources: torch.Tensor  # (B, S, d) projected sources before fusion
     mask: torch.Tensor  # (B, S) bool: sources used
+    cf: torch.Tensor  # (B, k) LightFM item factor where used, else 0 (k = 0 without CF)
 
 
 class TwoTowerNetwork(nn.Module):
@@ -83,6 +84,7 @@ class TwoTowerNetwork(nn.Module):
         self.hist_bias = nn.Parameter(torch.zeros(dim))
         self.global_bias = nn.Parameter(torch.zeros(1))
         self.cold_bias = nn.Parameter(torch.zeros(1))  # prior of items without interactions
+        self.cf_scale = nn.Parameter(torch.ones(1))  # weight of the raw LightFM score ⟨u, v⟩
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -147,7 +149,10 @@ class TwoTowerNetwork(nn.Module):
         cold = (~self.warm_item[items]).to(h.dtype)
         bias = (self.content_bias(h).squeeze(-1) + w * self.item_bias(items).squeeze(-1)
                 + cold * self.cold_bias)  # (B,)
-        return ItemOutput(h=h, bias=bias, sources=x, mask=used)
+        cf = self.cf_item[items]
+        if self.cf_item_proj is not None:
+            cf = cf * used[:, :1].to(cf.dtype)
+        return ItemOutput(h=h, bias=bias, sources=x, mask=used, cf=cf)
 
     def context(self, items: torch.Tensor, out: ItemOutput) -> torch.Tensor:  # (B, d)
         """History-context vector of each item (what it says about a user who consumed it)."""
@@ -161,19 +166,27 @@ class TwoTowerNetwork(nn.Module):
         bag: torch.Tensor,  # (B, n_ctx) interaction weights over the context items
         ctx: torch.Tensor,  # (n_ctx, d) context vectors of those items
         use_cf: torch.Tensor | None = None,  # (B,) bool: use the LightFM user factor
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d), (B,)
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d + k), (B,)
+        """User vectors `[h_u, cf_u]` (the LightFM factor is 0 for unknown users) and biases."""
         n = bag.sum(1, keepdim=True).clamp(min=1.0)
         pooled = torch.tanh((bag / n.sqrt()) @ ctx + self.hist_bias)  # (B, d)
         hu = self.hist(pooled)
         bu = torch.zeros(bag.shape[0], device=bag.device, dtype=hu.dtype)
+        cf = torch.zeros(bag.shape[0], self.cf_user.shape[1], device=bag.device, dtype=hu.dtype)
         if users is not None:
             warm = self.warm_user[users]
             if use_cf is not None:
                 warm = warm & use_cf
+            cf = warm.to(hu.dtype).unsqueeze(1) * self.cf_user[users]
             if self.cf_user_proj is not None:
                 hu = hu + warm.to(hu.dtype).unsqueeze(1) * self.cf_user_proj(self.cf_user[users])
             bu = self.warm_user[users].to(hu.dtype) * self.user_bias(users).squeeze(-1)
-        return hu, bu
+        return torch.cat([hu, cf], dim=1), bu
 
     def logits(self, hu: torch.Tensor, bu: torch.Tensor, item: ItemOutput) -> torch.Tensor:  # (B, C)
-        return hu @ item.h.T + bu.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
+        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ + b_u + b_i + b`; `hu` is `users()`'s `[h_u, cf_u]`."""
+        h, cf = hu[:, : self.dim], hu[:, self.dim:]
+        out = h @ item.h.T + bu.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
+        if cf.shape[1] and self.use_user_cf:
+            out = out + self.cf_scale * (cf @ item.cf.T)
+        return out
