@@ -43,7 +43,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .model import MultimodalRecommender
     from .splits import cold_item_split, random_split
 
-    sizes = {"tiny": (150, 120, 8), "small": (300, 240, 15), "default": (600, 500, 30)}
+    sizes = {"tiny": (150, 120, 10), "small": (300, 240, 40), "default": (600, 500, 60)}
     n_users, n_items, epochs = sizes[args.size]
     t0 = time.perf_counter()
     ds = make_synthetic(n_users=n_users, n_items=n_items, seed=args.seed)
@@ -56,6 +56,7 @@ def _demo(args: argparse.Namespace) -> int:
             "popularity": PopularityRecommender(),
             "LightFM": LightFMRecommender(no_components=32, epochs=20, num_threads=args.threads),
             "multirec": MultimodalRecommender(encoders=encoders, epochs=epochs, lr=3e-3, dim=32,
+                                              batch_size=32,
                                               show_progress=False, seed=args.seed,
                                               cf={"no_components": 32, "epochs": 20,
                                                   "num_threads": args.threads}),
