@@ -1,8 +1,11 @@
-"""multirec: multimodal recommendation on PyTorch.
+"""multirec: multimodal recommendation on PyTorch (content encoders + LightFM + sigmoid head).
 
-Item content (text, images, audio, or anything a custom encoder reads) is encoded by
-pluggable encoders, projected into one space, fused with LightFM collaborative factors and
-scored by a sigmoid head  p(u, i) = σ(⟨h_u, h_i⟩ + b_u + b_i + b).
+    >>> from multirec import InteractionData, MultimodalRecommender
 """
 
 __version__ = "0.1.0"
+
+from .data import InteractionData  # noqa: E402
+from .model import MultimodalRecommender  # noqa: E402
+
+__all__ = ["InteractionData", "MultimodalRecommender", "__version__"]

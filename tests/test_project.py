@@ -47,3 +47,14 @@ def test_constraints_pin_the_torch_stack_together():
     )
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
     assert pins["torchaudio"] == "2.11.0"
+
+
+def test_readme_quickstart_runs_as_written(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"## Quickstart\n\n```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README-quickstart", "exec"), namespace)  # noqa: S102
+    assert (tmp_path / "my-model" / "model.safetensors").is_file()
+    ids, _ = namespace["ids"], namespace["scores"]
+    assert ids.shape == (2, 5)
