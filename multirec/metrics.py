@@ -1,16 +1,21 @@
-"""Full-ranking metrics@k, vectorised over users.
+"""Full-ranking metrics@k from a score matrix, vectorised over users (numpy only).
 
-Every catalogue item (or only `candidates`) is ranked for each user; items in `exclude`
-(the user's training items) are removed first. Relevance is binary. Definitions:
+For each user every catalogue item (or only `candidates`) is ranked by score, after the
+user's `exclude` items (typically the training items) are removed. Relevance is binary:
+the user's test items that are still rankable ("rel" below). Definitions, per user:
 
-    precision@k = hits / k             recall@k = hits / |rel|
-    ndcg@k      = DCG / IDCG, IDCG over min(k, |rel|) relevant items, gains 1/log2(rank+1)
-    map@k       = Σ_{i≤k} P@i·rel_i / min(k, |rel|)
-    hit_rate@k  = 1 if any hit         mrr@k = 1 / rank of the first hit (0 if none)
-    auc         = P(score(relevant) > score(irrelevant)) over all unmasked candidates
-                  (ties count 1/2)
+    precision@k = hits@k / k
+    recall@k    = hits@k / |rel|                     (standard recall, not hits / min(k, |rel|))
+    ndcg@k      = DCG@k / IDCG@k, gains 1 / log2(rank + 1), IDCG over min(k, |rel|) hits
+    map@k       = Σ_{i ≤ k} precision@i · rel_i / min(k, |rel|)
+    hit_rate@k  = 1 if hits@k > 0 else 0
+    mrr@k       = 1 / rank of the first hit in the top k (0 if none)
+    auc         = P(score(relevant) > score(non-relevant)) over all rankable items, ties = 1/2
+                  (NaN when every rankable item is relevant)
 
-Users without relevant items are skipped. Ties in scores are broken by item index.
+Ranking is by score descending, ties broken by item index ascending (deterministic).
+Scores of -inf mean "not rankable" (like excluded items); NaN scores are an error.
+Users without a rankable test item are left out of the result (see the `users` entry).
 """
 
 from __future__ import annotations
@@ -21,65 +26,117 @@ from scipy.stats import rankdata
 
 from .errors import DataError
 
-__all__ = ["ranking_metrics", "coverage", "METRICS"]
+__all__ = ["METRICS", "ranking_metrics", "top_k", "coverage"]
 
 METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr", "auc")
 
 
-def _prepare(scores: np.ndarray, exclude: sp.csr_matrix | None, candidates: np.ndarray | None
-             ) -> np.ndarray:
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise DataError(f"k must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def _candidate_mask(candidates: np.ndarray, n_items: int) -> np.ndarray:
+    """(n_items,) bool from item indices (or a boolean mask)."""
+    c = np.asarray(candidates)
+    if c.dtype == bool:
+        if c.shape != (n_items,):
+            raise DataError(f"a boolean candidates mask needs shape ({n_items},), got {c.shape}")
+        mask = c
+    else:
+        if c.ndim != 1 or (c.size and not np.issubdtype(c.dtype, np.integer)):
+            raise DataError(f"candidates must be a 1-D array of item indices, got shape {c.shape} "
+                            f"dtype {c.dtype}")
+        if c.size and (c.min() < 0 or c.max() >= n_items):
+            bad = c[(c < 0) | (c >= n_items)][0]
+            raise DataError(f"candidate item index {bad} is out of range 0..{n_items - 1}")
+        mask = np.zeros(n_items, dtype=bool)
+        mask[c] = True
+    if not mask.any():
+        raise DataError("candidates is empty; pass at least one item index (or None for all items)")
+    return mask
+
+
+def _masked_scores(scores: np.ndarray, exclude: sp.spmatrix | None,
+                   candidates: np.ndarray | None) -> np.ndarray:
+    """(U, n) float64 copy of `scores` with excluded and non-candidate items at -inf."""
     s = np.array(scores, dtype=np.float64, copy=True)
     if s.ndim != 2:
-        raise DataError(f"scores must be 2-D (users, items), got shape {s.shape}")
+        raise DataError(f"scores must be a 2-D (users, items) array, got shape {s.shape}")
     if np.isnan(s).any():
-        raise DataError("scores contain NaN; the model produced invalid scores")
+        r, c = np.argwhere(np.isnan(s))[0]
+        raise DataError(f"scores contain {int(np.isnan(s).sum())} NaN value(s) (first at row {r}, "
+                        f"item {c}); the model produced invalid scores")
     if candidates is not None:
-        keep = np.zeros(s.shape[1], dtype=bool)
-        keep[np.asarray(candidates, dtype=np.int64)] = True
-        s[:, ~keep] = -np.inf
-    if exclude is not None and exclude.nnz:
+        s[:, ~_candidate_mask(candidates, s.shape[1])] = -np.inf
+    if exclude is not None:
+        if not sp.issparse(exclude) or exclude.shape != s.shape:
+            raise DataError(f"exclude must be a sparse matrix of shape {s.shape} (users, items), got "
+                            f"{type(exclude).__name__} of shape {getattr(exclude, 'shape', None)}")
         r, c = sp.csr_matrix(exclude).nonzero()
         s[r, c] = -np.inf
     return s
 
 
+def _top_k(s: np.ndarray, k: int) -> np.ndarray:
+    """(U, min(k, n)) indices of the largest entries, best first, ties by lower index; -1 for -inf."""
+    n_users, n = s.shape
+    kk = min(k, n)
+    if kk == n:
+        top = np.argsort(-s, axis=1, kind="stable")  # stable: equal scores keep index order
+    else:
+        part = np.argpartition(-s, kk - 1, axis=1)[:, kk - 1:kk]  # (U, 1) position of k-th best
+        kth = np.take_along_axis(s, part, 1)  # (U, 1) k-th largest score
+        above, tied = s > kth, s == kth
+        need = kk - above.sum(1, keepdims=True)  # how many tied items still fit
+        chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))  # exactly kk per row
+        idx = np.nonzero(chosen)[1].reshape(n_users, kk)  # ascending item index per row
+        order = np.argsort(-np.take_along_axis(s, idx, 1), axis=1, kind="stable")
+        top = np.take_along_axis(idx, order, 1)
+    rankable = np.take_along_axis(s, top, 1) > -np.inf
+    return np.where(rankable, top, -1)
+
+
+def top_k(scores: np.ndarray, k: int, exclude: sp.spmatrix | None = None,
+          candidates: np.ndarray | None = None) -> np.ndarray:
+    """(U, min(k, n_items)) best item indices per row (best first; -1 where nothing is left)."""
+    return _top_k(_masked_scores(scores, exclude, candidates), _check_k(k))
+
+
 def ranking_metrics(
     scores: np.ndarray,  # (U, n_items)
-    test: sp.csr_matrix,  # (U, n_items) relevant items
+    test: sp.spmatrix,  # (U, n_items) relevant items (> 0)
     k: int = 10,
-    exclude: sp.csr_matrix | None = None,  # (U, n_items) items removed from the ranking
-    candidates: np.ndarray | None = None,  # item indices to rank (None: all)
+    exclude: sp.spmatrix | None = None,  # (U, n_items) items removed from the ranking
+    candidates: np.ndarray | None = None,  # item indices to rank (None: all items)
+    *,
+    return_topk: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Per-user metric arrays (only users with ≥1 relevant, rankable item), plus `users`."""
-    if k < 1:
-        raise DataError(f"k must be >= 1, got {k}")
-    test = sp.csr_matrix(test)
+    """Per-user metric arrays over the users with ≥ 1 rankable test item.
+
+    Returns {"users": (U',) row indices kept, "precision": (U',), "recall", "ndcg", "map",
+    "hit_rate", "mrr", "auc"}, plus "topk" (U', min(k, n_items)) if `return_topk`.
+    """
+    k = _check_k(k)
+    if not sp.issparse(test):
+        raise DataError(f"test must be a scipy.sparse matrix of relevant items, got {type(test).__name__}")
     if test.shape != np.shape(scores):
-        raise DataError(f"test has shape {test.shape} but scores have shape {np.shape(scores)}")
-    s = _prepare(scores, exclude, candidates)
-    rel = (test > 0).toarray() & np.isfinite(s)  # (U, n): relevant and rankable
+        raise DataError(f"test has shape {test.shape} but scores have shape {np.shape(scores)}; "
+                        "both must be (users, items) over the same catalogue")
+    s = _masked_scores(scores, exclude, candidates)
+    rankable = s > -np.inf  # (U, n)
+    rel = (sp.csr_matrix(test) > 0).toarray() & rankable  # (U, n) relevant and rankable
     n_rel = rel.sum(1)
     users = np.flatnonzero(n_rel > 0)
-    s, rel, n_rel = s[users], rel[users], n_rel[users]
-    kk = min(k, s.shape[1])
-    # top-k by score desc, ties by item index asc
-    part = np.argpartition(-s, kk - 1, axis=1)[:, :kk] if kk < s.shape[1] else \
-        np.tile(np.arange(s.shape[1]), (len(s), 1))
-    top_s = np.take_along_axis(s, part, 1)
-    order = np.lexsort((part, -top_s))  # sorts the last axis
-    top = np.take_along_axis(part, order, 1)
-    top_s = np.take_along_axis(top_s, order, 1)
-    # boundary ties: argpartition may pick any of equal-scored items; fix with a full sort
-    kth = top_s[:, -1:]
-    tied = ((s == kth).sum(1) > (top_s == kth).sum(1)) if kk < s.shape[1] else np.zeros(len(s), bool)
-    for r in np.flatnonzero(tied):
-        full = np.lexsort((np.arange(s.shape[1]), -s[r]))[:kk]
-        top[r], top_s[r] = full, s[r, full]
-    hits = np.take_along_axis(rel, top, 1) & np.isfinite(top_s)  # (U', k)
-    disc = 1.0 / np.log2(np.arange(2, kk + 2))
+    s, rel, rankable, n_rel = s[users], rel[users], rankable[users], n_rel[users]
+    top = _top_k(s, k)  # (U', kk)
+    kk = top.shape[1]
+    hits = np.take_along_axis(rel, np.maximum(top, 0), 1) & (top >= 0)  # (U', kk)
     n_hits = hits.sum(1)
+    disc = 1.0 / np.log2(np.arange(2, kk + 2))  # (kk,)
     ideal = np.cumsum(disc)[np.minimum(n_rel, kk) - 1]
-    prec_at = np.cumsum(hits, 1) / np.arange(1, kk + 1)
+    prec_at = np.cumsum(hits, 1) / np.arange(1, kk + 1)  # (U', kk) precision@i
     first = np.where(hits.any(1), hits.argmax(1) + 1, 0)
     out = {
         "users": users,
@@ -89,26 +146,33 @@ def ranking_metrics(
         "map": (prec_at * hits).sum(1) / np.minimum(n_rel, k),
         "hit_rate": (n_hits > 0).astype(np.float64),
         "mrr": np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0),
+        "auc": _auc(s, rel, rankable),
     }
-    out["auc"] = _auc(s, rel)
+    if return_topk:
+        out["topk"] = top
     return out
 
 
-def _auc(s: np.ndarray, rel: np.ndarray) -> np.ndarray:
-    """Per-user ROC AUC over finite-scored items (Mann–Whitney U, ties = 1/2)."""
-    auc = np.full(len(s), np.nan)
-    for r in range(len(s)):
-        ok = np.isfinite(s[r])
-        pos = rel[r] & ok
-        n_pos, n_neg = int(pos.sum()), int(ok.sum() - pos.sum())
-        if n_pos == 0 or n_neg == 0:
-            continue
-        ranks = rankdata(s[r, ok])
-        auc[r] = (ranks[pos[ok]].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return auc
+def _auc(s: np.ndarray, rel: np.ndarray, rankable: np.ndarray) -> np.ndarray:
+    """(U,) ROC AUC over rankable items (Mann–Whitney U with average ranks; NaN if no negative)."""
+    if s.shape[0] == 0:
+        return np.zeros(0)
+    ranks = rankdata(s, axis=1)  # (U, n) average ranks; the -inf items share the lowest ranks
+    n_out = (~rankable).sum(1)  # every rankable item sits above all -inf items
+    n_pos = rel.sum(1)
+    n_neg = rankable.sum(1) - n_pos
+    rank_sum = np.where(rel, ranks, 0.0).sum(1) - n_out * n_pos  # ranks among rankable items
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return np.where(n_neg > 0, auc, np.nan)
 
 
-def coverage(top_items: np.ndarray, n_items: int) -> float:
-    """Fraction of the catalogue that appears in at least one top-k list (-1 = padding)."""
-    items = np.asarray(top_items).ravel()
-    return float(np.unique(items[items >= 0]).size / max(n_items, 1))
+def coverage(topk_items: np.ndarray, n_items: int) -> float:
+    """Fraction of the `n_items` catalogue appearing in at least one top-k list (-1 = padding)."""
+    if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
+        raise DataError(f"n_items must be an integer >= 1, got {n_items!r}")
+    items = np.asarray(topk_items).ravel()
+    items = items[items >= 0]
+    if items.size and items.max() >= n_items:
+        raise DataError(f"item index {int(items.max())} is out of range for n_items={n_items}")
+    return float(np.unique(items).size / n_items)
