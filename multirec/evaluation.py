@@ -68,8 +68,12 @@ def evaluate(model: Recommender, split: Split, k: int = 10, *, batch_size: int =
     out = {m: sums[m] / max(n, 1) for m in METRICS if m != "auc"}
     out["auc"] = sums["auc"] / max(auc_n, 1)
     out["n_users"] = float(n)
-    n_cand = test.shape[1] if split.candidate_items is None else len(split.candidate_items)
-    out["coverage"] = coverage(np.concatenate(tops), n_cand)
+    tops = np.concatenate(tops)
+    if split.candidate_items is None:
+        out["coverage"] = coverage(tops, test.shape[1])
+    else:  # fraction of the candidate items recommended at least once
+        cand = np.asarray(split.candidate_items)
+        out["coverage"] = float(np.isin(cand, tops).mean())
     return out
 
 
