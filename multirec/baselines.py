@@ -1,4 +1,10 @@
-"""Baselines behind the same `fit` / `score_users` protocol: random, popularity, LightFM."""
+"""Baselines behind the `fit` / `score_users` protocol of `multirec.evaluation`.
+
+    RandomRecommender(seed)        uniform random scores (a floor)
+    PopularityRecommender()        number of training interactions per item
+    LightFMRecommender(**cf)       LightFM via `multirec.cf.LightFMFactors`; users unknown to the
+                                   model are folded in from their history
+"""
 
 from __future__ import annotations
 
@@ -9,62 +15,103 @@ import scipy.sparse as sp
 
 from .cf import CFConfig, LightFMFactors
 from .data import InteractionData
-from .errors import NotFittedError
+from .errors import DataError, NotFittedError
 
 __all__ = ["RandomRecommender", "PopularityRecommender", "LightFMRecommender"]
 
 
+def _check_data(data: InteractionData) -> None:
+    if not isinstance(data, InteractionData):
+        raise DataError(f"fit() expects an InteractionData, got {type(data).__name__}")
+
+
+def _users(users: np.ndarray, n_users: int) -> np.ndarray:
+    u = np.asarray(users)
+    if u.ndim != 1 or (u.size and not np.issubdtype(u.dtype, np.integer)):
+        raise DataError(f"users must be a 1-D array of user indices, got shape {u.shape} dtype {u.dtype}")
+    if u.size and (u.min() < 0 or u.max() >= n_users):
+        raise DataError(f"user index {u[(u < 0) | (u >= n_users)][0]} is out of range 0..{n_users - 1}")
+    return u.astype(np.int64)
+
+
+def _history(history: sp.spmatrix | None, n_rows: int, n_items: int) -> sp.csr_matrix | None:
+    if history is None:
+        return None
+    if not sp.issparse(history) or history.shape != (n_rows, n_items):
+        raise DataError(f"history must be a sparse ({n_rows}, {n_items}) matrix (users, items), got "
+                        f"{type(history).__name__} of shape {getattr(history, 'shape', None)}")
+    return sp.csr_matrix(history, dtype=np.float32, copy=True)
+
+
 class RandomRecommender:
-    """Uniformly random scores (seeded)."""
+    """Uniform random scores; user u's scores depend only on (seed, u), not on batching."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
     def fit(self, data: InteractionData) -> RandomRecommender:
-        self.n_items_ = data.n_items
-        self._rng = np.random.default_rng(self.seed)
+        _check_data(data)
+        self.n_users_, self.n_items_ = data.n_users, data.n_items
         return self
 
     def score_users(self, users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
+        """(B, n_items) scores in [0, 1)."""
         if not hasattr(self, "n_items_"):
-            raise NotFittedError("call fit(data) first")
-        return self._rng.random((len(users), self.n_items_))
+            raise NotFittedError("RandomRecommender is not fitted; call fit(data) first")
+        u = _users(users, self.n_users_)
+        return np.stack([np.random.default_rng([self.seed, int(x)]).random(self.n_items_) for x in u]
+                        ) if u.size else np.zeros((0, self.n_items_))
 
 
 class PopularityRecommender:
-    """Scores every item by its number of training interactions."""
+    """Scores every item by its number of training interactions (the same for every user)."""
 
     def fit(self, data: InteractionData) -> PopularityRecommender:
-        self.counts_ = data.item_counts().astype(np.float64)
+        _check_data(data)
+        self.n_users_ = data.n_users
+        self.counts_ = data.item_counts().astype(np.float64)  # (n_items,)
         return self
 
     def score_users(self, users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
+        """(B, n_items) training counts."""
         if not hasattr(self, "counts_"):
-            raise NotFittedError("call fit(data) first")
-        return np.tile(self.counts_, (len(users), 1))
+            raise NotFittedError("PopularityRecommender is not fitted; call fit(data) first")
+        u = _users(users, self.n_users_)
+        return np.broadcast_to(self.counts_, (len(u), len(self.counts_))).copy()
 
 
 class LightFMRecommender:
-    """LightFM (WARP by default); unknown users are folded in as the mean of their items' factors.
+    """LightFM (WARP by default) as a baseline.
 
-    Accepts any `CFConfig` field, e.g. `LightFMRecommender(no_components=32, epochs=20,
-    use_item_features=True)`.
+    Takes any `CFConfig` field, e.g. `LightFMRecommender(no_components=32, epochs=20,
+    use_item_features=True)`; the config is validated in `fit`. Scores are
+    ⟨u, i⟩ + b_u + b_i. A user given with `history` (fold-in) gets the mean factor of the
+    items in its history as user vector; users with an empty history keep the model's own
+    (feature-based, with `use_user_features`) representation.
     """
 
     def __init__(self, **config: Any) -> None:
-        self.config = CFConfig(**config)
+        self.config = config
 
-    def fit(self, data: InteractionData) -> LightFMRecommender:
-        self.cf_ = LightFMFactors(self.config).fit(data)
+    def fit(self, data: InteractionData, show_progress: bool = False) -> LightFMRecommender:
+        _check_data(data)
+        self.config_ = CFConfig(**self.config)
+        self.cf_ = LightFMFactors(self.config_).fit(data, show_progress=show_progress)
         return self
 
     def score_users(self, users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
+        """(B, n_items) float32 scores."""
         if not hasattr(self, "cf_"):
-            raise NotFittedError("call fit(data) first")
+            raise NotFittedError("LightFMRecommender is not fitted; call fit(data) first")
         cf = self.cf_
-        if history is None:
-            return cf.predict(np.asarray(users))
-        h = sp.csr_matrix(history, dtype=np.float32)
-        n = np.maximum(np.asarray(h.sum(1)), 1.0)
-        u = np.asarray(h @ cf.item_factors_) / n  # (B, k) mean of consumed items' factors
-        return u @ cf.item_factors_.T + cf.item_biases_[None, :]
+        u = _users(users, cf.n_users_)
+        scores = cf.predict(u)  # (B, n_items)
+        h = _history(history, len(u), cf.n_items_)
+        if h is not None:
+            h.data[:] = 1.0  # a plain mean over the consumed items
+            n = np.asarray(h.sum(1)).ravel()  # (B,)
+            has = n > 0
+            if has.any():
+                vec = np.asarray(h[has] @ cf.item_factors_) / n[has, None]  # (B', k) mean item factor
+                scores[has] = vec @ cf.item_factors_.T + cf.item_biases_[None, :]
+        return scores

@@ -39,7 +39,11 @@ def _is_number(value: Any) -> bool:
 
 @dataclass
 class CFConfig:
-    """LightFM settings (names as in `lightfm.LightFM`; `epochs` = passes of `fit_partial`)."""
+    """LightFM settings (names as in `lightfm.LightFM`; `epochs` = passes of `fit_partial`).
+
+    Training is bit-for-bit reproducible for a given `seed` only with `num_threads=1`
+    (LightFM's parallel updates are lock-free).
+    """
 
     no_components: int = 64
     loss: str = "warp"
@@ -130,8 +134,9 @@ class LightFMFactors:
                         random_state=cfg.seed)
         for epoch in _epochs(cfg.epochs, show_progress):
             try:
-                model.fit_partial(interactions, user_features=uf, item_features=itf,
-                                  num_threads=cfg.num_threads)
+                with np.errstate(invalid="ignore", over="ignore"):  # reported below instead
+                    model.fit_partial(interactions, user_features=uf, item_features=itf,
+                                      num_threads=cfg.num_threads)
                 diverged = not (np.isfinite(model.item_embeddings).all()
                                 and np.isfinite(model.user_embeddings).all())
             except ValueError as exc:  # LightFM's own finiteness check
