@@ -271,7 +271,7 @@ class Encoder(nn.Module):
                         out = self.encode(batch).float().cpu()
                     else:
                         batch_keys = (
-                            [next(key_iter) for _ in batch] if key_iter is not None
+                            _take_keys(key_iter, len(batch)) if key_iter is not None
                             else [self.item_key(x) for x in batch]
                         )
                         out = self._encode_with_cache(batch, batch_keys, session)
@@ -310,6 +310,13 @@ class Encoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"modality={self.modality!r}, dim={self.dim}"
+
+
+def _take_keys(key_iter: Iterator[str], n: int) -> list[str]:
+    keys = [k for _, k in zip(range(n), key_iter)]
+    if len(keys) < n:
+        raise EncoderInputError("keys has fewer entries than items; pass one cache key per item")
+    return keys
 
 
 def _open_cache(cache: Any) -> EmbeddingCache | None:
