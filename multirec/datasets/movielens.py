@@ -1,11 +1,15 @@
-"""MovieLens 100K / 1M: official GroupLens files → InteractionData with item text.
+"""MovieLens 100K / 1M: the official GroupLens files → `InteractionData` with item text.
 
-    >>> ml = load("ml-100k")                      # downloads once (checksummed) to a cache dir
+    >>> ml = load("ml-100k")                                  # downloads once to a cache dir
     >>> ml = load("ml-100k", data_dir="path/to/ml-100k", min_rating=4)
+    >>> ml.data.content["text"][0]
+    "Toy Story (1995). Genres: Animation, Children's, Comedy"
 
-`data_dir` is resolved as: the argument, then $MULTIREC_ML100K / $MULTIREC_ML1M, then the cache
-($MULTIREC_DATA or ~/.cache/multirec/datasets) where the official zip is downloaded and its
-MD5 verified.
+The folder is resolved as: the `data_dir` argument, then $MULTIREC_ML100K / $MULTIREC_ML1M
+(for the respective set), then a cache folder (`cache_dir`, $MULTIREC_DATA or
+~/.cache/multirec/datasets) into which the official zip is downloaded once, its MD5 checked
+and its contents extracted atomically. MovieLens is GroupLens' data, licensed for research
+use; the loader never copies it anywhere else.
 """
 
 from __future__ import annotations
@@ -19,110 +23,228 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..data import InteractionData
-from ..errors import DatasetError
+from ..errors import DataError, DatasetError
 
-__all__ = ["MovieLens", "load"]
+__all__ = ["MovieLens", "load", "SETS"]
 
-# GroupLens' published MD5 sums of the official zips.
-_SETS = {
-    "ml-100k": ("https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-                "0e33842e24a9c977be4e0107933c0723", "MULTIREC_ML100K", ("u.data", "u.item", "u.user")),
-    "ml-1m": ("https://files.grouplens.org/datasets/movielens/ml-1m.zip",
-              "c4d9eecfca2ab87c1945afe126590906", "MULTIREC_ML1M",
-              ("ratings.dat", "movies.dat", "users.dat")),
+
+@dataclass(frozen=True)
+class _Set:
+    url: str
+    md5: str  # GroupLens' published MD5 of the zip (the .md5 file next to it on the site)
+    env: str
+    files: tuple[str, ...]
+
+
+# URLs and MD5 sums as GroupLens publishes them on files.grouplens.org/datasets/movielens/.
+SETS: dict[str, _Set] = {
+    "ml-100k": _Set("https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+                    "0e33842e24a9c977be4e0107933c0723", "MULTIREC_ML100K", ("u.data", "u.item", "u.user")),
+    "ml-1m": _Set("https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+                  "c4d9eecfca2ab87c1945afe126590906", "MULTIREC_ML1M",
+                  ("ratings.dat", "movies.dat", "users.dat")),
 }
+
 _GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                 "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
                 "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+# ml-1m README: occupation codes
+_OCCUPATIONS_1M = ["other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+                   "customer service", "doctor/health care", "executive/managerial", "farmer",
+                   "homemaker", "K-12 student", "lawyer", "programmer", "retired", "sales/marketing",
+                   "scientist", "self-employed", "technician/engineer", "tradesman/craftsman",
+                   "unemployed", "writer"]
+# ml-1m's age groups, used for both sets so the features mean the same thing
+_AGE_EDGES = [18, 25, 35, 45, 50, 56]
+_AGE_NAMES = ["under-18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"]
 
 
 @dataclass
 class MovieLens:
-    """Loaded MovieLens set: interactions (+ text content and side features) and raw tables."""
+    """A loaded MovieLens set.
+
+    Attributes:
+        data: interactions (rating weights, or binary with `min_rating`) with timestamps,
+            item content {"text": ...}, item features (genres, decade) and user features
+            (age group, gender, occupation).
+        items: one row per movie: item, title, genres (list), year, text (+ the raw columns).
+        users: one row per user: user, age, age_group, gender, occupation, zip.
+        path: the folder the files were read from.
+    """
 
     data: InteractionData
     items: pd.DataFrame
     users: pd.DataFrame
     path: Path
 
+    def __repr__(self) -> str:
+        return f"MovieLens({self.data!r}, path={str(self.path)!r})"
 
+
+# ---------------------------------------------------------------------- locating the files
 def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
     if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("MULTIREC_DATA", Path.home() / ".cache" / "multirec" / "datasets"))
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("MULTIREC_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "multirec" / "datasets"
+
+
+def _missing(path: Path, files: tuple[str, ...]) -> list[str]:
+    return [f for f in files if not (path / f).is_file()]
+
+
+def _fetch(url: str, dest: Path) -> None:
+    """Download `url` to `dest` (replaced in tests)."""
+    with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:
+        shutil.copyfileobj(resp, out, length=1 << 20)
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _download(name: str, root: Path) -> Path:
-    url, md5, _, files = _SETS[name]
+    """`root/name` with the official files, downloading and extracting the zip if needed."""
+    spec = SETS[name]
     target = root / name
-    if all((target / f).is_file() for f in files):
+    if not _missing(target, spec.files):
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        zpath = Path(tmp) / f"{name}.zip"
+    hint = (f"download {spec.url} yourself, unzip it and pass data_dir=<the {name} folder with "
+            f"{', '.join(spec.files)}> (or set ${spec.env})")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    except OSError as exc:
+        raise DatasetError(f"cannot create the cache folder {str(root)!r} ({exc}); pass cache_dir= "
+                           f"or {hint}") from exc
+    try:
+        zpath = tmp / f"{name}.zip"
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(zpath, "wb") as f:
-                shutil.copyfileobj(resp, f)
-        except OSError as exc:
-            raise DatasetError(f"cannot download {url} ({exc}); download it yourself and pass "
-                               f"data_dir=<folder with {', '.join(files)}>") from exc
-        digest = hashlib.md5(zpath.read_bytes()).hexdigest()
-        if digest != md5:
-            raise DatasetError(f"checksum mismatch for {url}: got md5 {digest}, expected {md5}; "
-                               "the download is corrupt, try again")
-        with zipfile.ZipFile(zpath) as z:
-            z.extractall(tmp)
-        extracted = Path(tmp) / name
-        if target.exists():
+            _fetch(spec.url, zpath)
+        except (OSError, ValueError) as exc:  # URLError, HTTPError, timeouts are OSErrors
+            raise DatasetError(f"cannot download {spec.url} ({exc}); {hint}") from exc
+        digest = _md5(zpath)
+        if digest != spec.md5:
+            raise DatasetError(f"checksum mismatch for {spec.url}: md5 {digest}, expected {spec.md5} "
+                               f"(the download is corrupt or changed); try again or {hint}")
+        try:
+            with zipfile.ZipFile(zpath) as z:
+                z.extractall(tmp)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DatasetError(f"cannot extract {spec.url} ({exc}); {hint}") from exc
+        extracted = tmp / name
+        if _missing(extracted, spec.files):
+            raise DatasetError(f"the zip from {spec.url} lacks {_missing(extracted, spec.files)}; {hint}")
+        if target.exists():  # an incomplete earlier copy
             shutil.rmtree(target)
-        os.replace(extracted, target)
+        os.replace(extracted, target)  # atomic: readers see all files or none
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def _resolve(name: str, data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None) -> Path:
-    if name not in _SETS:
-        raise DatasetError(f"unknown MovieLens set {name!r}; choose one of {sorted(_SETS)}")
-    _, _, env, files = _SETS[name]
-    if data_dir is None and os.environ.get(env):
-        data_dir = os.environ[env]
+def _resolve(name: str, data_dir: str | os.PathLike | None,
+             cache_dir: str | os.PathLike | None) -> Path:
+    if name not in SETS:
+        raise DatasetError(f"unknown MovieLens set {name!r}; choose one of {sorted(SETS)}")
+    spec = SETS[name]
+    source = "data_dir"
+    if data_dir is None and os.environ.get(spec.env):
+        data_dir, source = os.environ[spec.env], f"${spec.env}"
     if data_dir is None:
         return _download(name, _cache_root(cache_dir))
-    path = Path(data_dir)
-    missing = [f for f in files if not (path / f).is_file()]
+    path = Path(data_dir).expanduser()
+    missing = _missing(path, spec.files)
     if missing:
-        raise DatasetError(f"{str(path)!r} lacks {missing}; expected the official {name} files {list(files)}")
+        raise DatasetError(
+            f"{source}={str(path)!r} lacks {missing}; it must be the unzipped official {name} folder "
+            f"with {list(spec.files)} (get it from {spec.url})")
     return path
+
+
+# ---------------------------------------------------------------------- reading
+def _read_100k(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series]:
+    ratings = pd.read_csv(path / "u.data", sep="\t", header=None,
+                          names=["user", "item", "rating", "timestamp"])
+    items = pd.read_csv(path / "u.item", sep="|", encoding="latin-1", header=None,
+                        names=["item", "title", "release_date", "video_release_date", "imdb_url",
+                               *_GENRES_100K])
+    flags = items[_GENRES_100K].to_numpy() == 1
+    items["genres"] = [[g for g, on in zip(_GENRES_100K, row) if on] for row in flags]
+    users = pd.read_csv(path / "u.user", sep="|", encoding="latin-1", header=None,
+                        names=["user", "age", "gender", "occupation", "zip"])
+    release = pd.to_datetime(items["release_date"], format="%d-%b-%Y", errors="coerce")
+    return ratings, items, users, release.dt.year
+
+
+def _read_1m(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series]:
+    # "u::i::r::t": split on ':' with the fast parser and keep every other column
+    ratings = pd.read_csv(path / "ratings.dat", sep=":", header=None, usecols=[0, 2, 4, 6],
+                          names=["user", "_a", "item", "_b", "rating", "_c", "timestamp"])
+    items = pd.read_csv(path / "movies.dat", sep="::", engine="python", encoding="latin-1",
+                        header=None, names=["item", "title", "genre_str"])
+    items["genres"] = items["genre_str"].fillna("").str.split("|").map(lambda g: [x for x in g if x])
+    users = pd.read_csv(path / "users.dat", sep="::", engine="python", encoding="latin-1",
+                        header=None, names=["user", "gender", "age", "occupation", "zip"])
+    users["occupation"] = [(_OCCUPATIONS_1M[o] if 0 <= o < len(_OCCUPATIONS_1M) else f"code-{o}")
+                           for o in users["occupation"]]
+    return ratings, items, users, pd.Series(np.nan, index=items.index)
+
+
+def _read(name: str, path: Path):
+    try:
+        ratings, items, users, release_year = _read_100k(path) if name == "ml-100k" else _read_1m(path)
+        for col in ("user", "item", "rating", "timestamp"):
+            ratings[col] = pd.to_numeric(ratings[col])
+        items["item"] = pd.to_numeric(items["item"])
+        users["user"] = pd.to_numeric(users["user"])
+        users["age"] = pd.to_numeric(users["age"])
+        return ratings, items, users, release_year
+    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot parse the {name} files in {str(path)!r} ({exc}); they do not "
+                           f"have the official layout — re-download {SETS[name].url}") from exc
 
 
 def load(name: str = "ml-100k", data_dir: str | os.PathLike | None = None, *,
          min_rating: float | None = None, cache_dir: str | os.PathLike | None = None) -> MovieLens:
-    """Load MovieLens; `min_rating` keeps ratings >= it as binary positives (items stay in
-    the catalogue), else ratings are the weights. Item text: "Title (year). Genres: a, b"."""
+    """Load MovieLens 100K ("ml-100k") or 1M ("ml-1m").
+
+    Args:
+        data_dir: folder with the official files; default $MULTIREC_ML100K / $MULTIREC_ML1M,
+            else the download cache.
+        min_rating: keep only ratings >= it, as binary positives (every user and item stays
+            in the catalogue); None keeps all ratings as weights (1–5).
+        cache_dir: where to download to (default $MULTIREC_DATA or ~/.cache/multirec/datasets).
+
+    Item text is "Title (year). Genres: a, b"; item features are "genre:<name>" and
+    "decade:<1990>"; user features are "age:<group>", "gender:<M/F>", "occupation:<name>".
+    """
+    if min_rating is not None and (isinstance(min_rating, bool) or not isinstance(
+            min_rating, (int, float, np.integer, np.floating)) or not np.isfinite(min_rating)):
+        raise DataError(f"min_rating must be a number (e.g. 4) or None, got {min_rating!r}")
     path = _resolve(name, data_dir, cache_dir)
-    if name == "ml-100k":
-        ratings = pd.read_csv(path / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
-        items = pd.read_csv(path / "u.item", sep="|", encoding="latin-1", header=None,
-                            names=["item", "title", "release", "video", "url", *_GENRES_100K])
-        items["genres"] = items[_GENRES_100K].apply(
-            lambda r: [g for g in _GENRES_100K if r[g] == 1], axis=1)
-        users = pd.read_csv(path / "u.user", sep="|", names=["user", "age", "gender", "occupation", "zip"])
-    else:
-        ratings = pd.read_csv(path / "ratings.dat", sep="::", engine="python",
-                              names=["user", "item", "rating", "timestamp"])
-        items = pd.read_csv(path / "movies.dat", sep="::", engine="python", encoding="latin-1",
-                            names=["item", "title", "genre_str"])
-        items["genres"] = items["genre_str"].str.split("|")
-        users = pd.read_csv(path / "users.dat", sep="::", engine="python",
-                            names=["user", "gender", "age", "occupation", "zip"])
-    items["year"] = pd.to_numeric(items["title"].str.extract(r"\((\d{4})\)\s*$")[0], errors="coerce")
-    items["text"] = [f"{t}. Genres: {', '.join(g)}" for t, g in zip(items["title"], items["genres"])]
-    item_features = {i: list(g) + ([f"decade:{int(y) // 10 * 10}"] if y == y else [])
-                     for i, g, y in zip(items["item"], items["genres"], items["year"])}
-    user_features = {u: [f"age:{int(a) // 10 * 10}", f"gender:{g}", f"occupation:{o}"]
-                     for u, a, g, o in zip(users["user"], users["age"], users["gender"], users["occupation"])}
+    ratings, items, users, release_year = _read(name, path)
+
+    title_year = pd.to_numeric(items["title"].str.extract(r"\((\d{4})\)\s*$")[0], errors="coerce")
+    items["year"] = title_year.fillna(release_year).astype("Int64")
+    items["text"] = [f"{str(t).strip()}. Genres: {', '.join(g)}" if g else str(t).strip()
+                     for t, g in zip(items["title"], items["genres"])]
+    users["age_group"] = [_AGE_NAMES[np.searchsorted(_AGE_EDGES, a, side="right")] for a in users["age"]]
+
+    item_features = {
+        i: [f"genre:{g}" for g in genres] + ([] if pd.isna(y) else [f"decade:{int(y) // 10 * 10}"])
+        for i, genres, y in zip(items["item"], items["genres"], items["year"])}
+    user_features = {u: [f"age:{a}", f"gender:{g}", f"occupation:{o}"]
+                     for u, a, g, o in zip(users["user"], users["age_group"], users["gender"],
+                                           users["occupation"])}
     data = InteractionData.from_arrays(
         ratings["user"].to_numpy(), ratings["item"].to_numpy(), ratings["rating"].to_numpy(float),
         timestamps=ratings["timestamp"].to_numpy(float), rating_threshold=min_rating,
