@@ -24,6 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from encoders import Encoder
+
 from .errors import ModelFileError
 from .idmap import IdMap
 from .network import TwoTowerNetwork
@@ -111,6 +113,7 @@ def save_model(model: Any, directory: str | os.PathLike) -> None:
             "modalities": model.modalities_,
             "content_dims": {m: int(getattr(net, f"content_{m}").shape[1]) for m in model.modalities_},
             "cf_dim": int(net.cf_item.shape[1]) or None,
+            "finetuned": net.finetuned,
             "n_users": net.n_users,
             "n_items": net.n_items,
             "files": {name: _sha256(tmp / name) for name in _FILES},
@@ -160,6 +163,11 @@ def load_model(cls: type, directory: str | os.PathLike, device: str = "cpu") -> 
         config["n_users"], config["n_items"], config["content_dims"], config["cf_dim"],
         dim=kwargs["dim"], fusion=kwargs["fusion"], use_id_embeddings=kwargs["use_id_embeddings"],
         use_user_cf=kwargs["use_user_cf"])
+    finetuned = {}
+    for m in config.get("finetuned", []):  # fine-tuned encoders: weights are in model.safetensors
+        finetuned[m] = Encoder.from_config(encoder_configs[m]).to(device)
+    if finetuned:
+        net.attach_encoders(finetuned, batch_size=kwargs.get("encode_batch_size", 32))
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -172,6 +180,8 @@ def load_model(cls: type, directory: str | os.PathLike, device: str = "cpu") -> 
     model.user_items_ = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=shape)
     model.modalities_ = list(config["modalities"])
     model.encoder_configs_ = encoder_configs
+    for m, enc in finetuned.items():
+        model._encoders[m] = enc.eval()
     if (len(model.user_map_), len(model.item_map_)) != (net.n_users, net.n_items) or shape != (
             net.n_users, net.n_items):
         raise ModelFileError(f"ids.json / interactions in {str(root)!r} do not match the weights' sizes")

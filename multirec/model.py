@@ -13,6 +13,7 @@ the user's items, which also serves users never seen in training (fold-in).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from typing import Any
@@ -161,6 +162,15 @@ class MultimodalRecommender(nn.Module):
                 net.cf_user.copy_(_standardise(cf_user))
             net.warm_item.copy_(torch.from_numpy(np.diff(train_x.tocsc().indptr) > 0))
             net.warm_user.copy_(torch.from_numpy(np.diff(train_x.indptr) > 0))
+        live = {m: e for m, e in self._encoders.items() if _is_trainable(e)}
+        if live:
+            net.attach_encoders(live, {m: list(data.content[m]) for m in live},
+                                batch_size=self.encode_batch_size)
+            if cfg.negatives == "all" and data.n_items > 5000:
+                warnings.warn(
+                    f"fine-tuning {sorted(live)} with negatives='all' runs the encoder over all "
+                    f"{data.n_items} items every step; pass negatives=256 (or similar) to sample",
+                    stacklevel=3)
         self.network = net
         self.user_map_, self.item_map_ = data.users.copy(), data.items.copy()
         self.user_items_ = full
@@ -168,6 +178,8 @@ class MultimodalRecommender(nn.Module):
         self.encoder_configs_ = {m: _encoder_config(e) for m, e in self._encoders.items()}
         self._item_cache = None
         self.history_: History = train_network(net, train_x, valid_x, cfg, callbacks)
+        if live:
+            net.refresh_content()  # the buffers serve scoring with the fine-tuned weights
         self._item_cache = None
 
     def _cf_config(self) -> Any:
@@ -495,6 +507,11 @@ class MultimodalRecommender(nn.Module):
 # ====================================================================== helpers
 def _encoder_config(enc: Encoder) -> dict[str, Any]:
     return enc.to_config()
+
+
+def _is_trainable(enc: Encoder) -> bool:
+    """Whether `enc` has trainable weights (then it is fine-tuned end to end in `fit`)."""
+    return any(p.requires_grad for p in enc.parameters())
 
 
 def _binary(x: sp.spmatrix) -> sp.csr_matrix:

@@ -86,6 +86,59 @@ class TwoTowerNetwork(nn.Module):
         self.cold_bias = nn.Parameter(torch.zeros(1))  # prior of items without interactions
         self.cf_scale = nn.Parameter(torch.ones(1))  # weight of the raw LightFM score ⟨u, v⟩
 
+    # ------------------------------------------------------------------ fine-tuning
+    @property
+    def finetuned(self) -> list[str]:
+        """Modalities whose encoder is trained end to end with the towers."""
+        return list(self.encoders) if hasattr(self, "encoders") else []
+
+    def attach_encoders(self, encoders: dict[str, nn.Module], raw: dict[str, list] | None = None,
+                        batch_size: int = 32) -> None:
+        """Train these encoders end to end: in training mode `items()` embeds the raw
+        content of each batch's items with them (gradients flow into their trainable
+        layers); in eval mode the `content_{m}` buffers are used (see `refresh_content`).
+
+        `raw[m][i]` is item `i`'s raw content (None where missing). The encoders become
+        submodules, so their weights are saved with the network.
+        """
+        unknown = [m for m in encoders if m not in self.modalities]
+        if unknown:
+            raise ValueError(f"no content modality {unknown} in this network ({self.modalities})")
+        self.encoders = nn.ModuleDict(encoders)
+        self._raw = dict(raw or {})
+        self._encode_batch_size = batch_size
+
+    def live_content(self, items: torch.Tensor) -> dict[str, torch.Tensor]:  # {m: (B, d_m)}
+        """Embeddings of `items` computed now by the fine-tuned encoders (with gradients)."""
+        out = {}
+        for m in self.finetuned:
+            emb = getattr(self, f"content_{m}")[items].clone()  # (B, d_m); missing rows stay 0
+            raw = self._raw.get(m)
+            if raw is None:
+                raise RuntimeError(f"no raw {m!r} content attached; fine-tuning needs "
+                                   "attach_encoders(raw=...)")
+            rows = torch.nonzero(getattr(self, f"has_{m}")[items]).squeeze(1)  # (b,)
+            if rows.numel():
+                batch = [raw[int(i)] for i in items[rows].tolist()]
+                emb = emb.index_put((rows,), self.encoders[m].encode(batch).to(emb.dtype))
+            out[m] = emb
+        return out
+
+    @torch.no_grad()
+    def refresh_content(self) -> None:
+        """Re-embed every item with the fine-tuned encoders into the `content_{m}` buffers."""
+        was = self.training
+        self.eval()
+        for m in self.finetuned:
+            buf, has, raw = getattr(self, f"content_{m}"), getattr(self, f"has_{m}"), self._raw.get(m)
+            if raw is None:
+                continue
+            rows = torch.nonzero(has[: len(raw)]).squeeze(1).tolist()
+            for s in range(0, len(rows), self._encode_batch_size):
+                chunk = rows[s:s + self._encode_batch_size]
+                buf[chunk] = self.encoders[m].encode([raw[i] for i in chunk]).to(buf.dtype)
+        self.train(was)
+
     # ------------------------------------------------------------------ sizes
     @property
     def n_items(self) -> int:
@@ -132,6 +185,8 @@ class TwoTowerNetwork(nn.Module):
         srcs = []
         if self.cf_item_proj is not None:
             srcs.append(self.cf_item_proj(self.cf_item[items]))
+        if content is None and self.training and self.finetuned:
+            content = self.live_content(items)
         for m in self.modalities:
             emb = content[m] if content is not None and m in content else getattr(self, f"content_{m}")[items]
             srcs.append(self.content_proj[m](emb))
