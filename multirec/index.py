@@ -1,0 +1,580 @@
+"""`ItemIndex`: exact or approximate (FAISS) top-k items for large catalogues.
+
+The model's logit is one inner product plus a per-user constant, so top-k recommendation is
+maximum-inner-product search (MIPS) over fixed item vectors:
+
+    logit(u, i) = ⟨h_u, h_i⟩ + s·⟨cf_u, cf_i⟩ + b_u + b_i + b
+                = ⟨q_u, x_i⟩ + b_u        q_u = [h_u, cf_u, 1]     x_i = [h_i, s·cf_i, b_i + b]
+
+`b_u` does not change a user's ranking; it is added back so that returned scores are the
+model's logits (probabilities in `recommend`), exactly for the "flat" index. Kinds:
+
+    flat   faiss.IndexFlatIP: exact, O(n_items) per query
+    ivf    faiss.IndexIVFFlat (inner product), k-means cells; `nlist` cells, `nprobe` searched
+    hnsw   faiss.IndexHNSWFlat (inner product) graph; `m` links per node, `ef_search` beam
+
+Models with the full-rank item-item term (`item_item`, EASE weights; only practical for
+catalogues that fit n_items² floats) add `t·s_u[i]` to the logit, which is no inner product
+of fixed vectors. `recommend` then merges the index's candidates with the best item-item
+candidates, rescores the union exactly and widens the pools until the result is provably the
+top-k (Fagin's threshold bound); with "flat" it equals `model.recommend`.
+
+FAISS is optional: `pip install "multirec[ann]"`.
+
+    >>> index = ItemIndex.build(model, kind="hnsw")
+    >>> ids, scores = index.recommend(model, ["user_0001"], n=10)
+    >>> index.save("index/"); index = ItemIndex.load("index/")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .errors import ConfigError, DataError, MissingBackendError, ModelFileError
+from .io import _sha256, atomic_directory
+from .model import MultimodalRecommender, _binary, _ids_with_pad, _topk
+
+__all__ = ["ItemIndex", "KINDS", "item_vectors"]
+
+KINDS = ("flat", "ivf", "hnsw")
+FORMAT_VERSION = 1
+_INDEX_FILE, _META_FILE = "index.faiss", "index.json"
+_N_CHECK = 32  # item vectors kept to check that an index matches the model it serves
+_DENSE_BUDGET = 1 << 25  # max floats in a dense (users × items) block
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:
+        raise MissingBackendError("faiss-cpu", "ann", "the item index (multirec.index)") from exc
+    return faiss
+
+
+def _check_n(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"n must be a positive int, got {n!r}")
+    return int(n)
+
+
+def _check_fitted(model: Any) -> None:
+    if not isinstance(model, MultimodalRecommender):
+        raise ConfigError(f"expected a fitted MultimodalRecommender, got {type(model).__name__}; "
+                          "for other vectors use ItemIndex.from_vectors(vectors)")
+    model._check_fitted()  # NotFittedError that says to call fit() / from_pretrained()
+
+
+def _uses_cf(net: Any) -> bool:
+    return bool(net.cf_user.shape[1]) and bool(net.use_user_cf)
+
+
+def _uses_item_item(net: Any) -> bool:
+    return bool(getattr(net, "use_item_item", False))
+
+
+def item_vectors(model: Any, rows: np.ndarray | None = None) -> np.ndarray:  # (N, D) float32
+    """Item vectors `x_i = [h_i, s·cf_i, b_i + b]` of a fitted model (all items, or `rows`).
+
+    `⟨[h_u, cf_u, 1], x_i⟩ + b_u` is the model's logit (without the item-item term).
+    """
+    _check_fitted(model)
+    net = model.network
+    out, _ = model._items_out()
+    sel = slice(None) if rows is None else torch.as_tensor(np.asarray(rows, np.int64), device=out.h.device)
+    with torch.no_grad():
+        parts = [out.h[sel]]  # (N, d)
+        if _uses_cf(net):
+            parts.append(net.cf_scale * out.cf[sel])  # (N, k)
+        parts.append((out.bias[sel] + net.global_bias).unsqueeze(1))  # (N, 1)
+        x = torch.cat(parts, dim=1)
+    return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+
+
+def _user_parts(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
+                ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d + k [+ n_items]), (B,)
+    """User-tower output and biases for one batch (`users` None: fold-in from `bag`)."""
+    net = model.network
+    if _uses_item_item(net):  # the item-item scores need the whole bag anyway
+        return model._user_vectors(users, bag)
+    # only the columns the batch interacted with: O(nnz) instead of O(B × n_items)
+    _, ctx = model._items_out()
+    cols = np.unique(bag.indices).astype(np.int64)
+    dev = model.device
+    with torch.no_grad():
+        dense = torch.from_numpy(bag[:, cols].toarray().astype(np.float32)).to(dev)  # (B, c)
+        u = None if users is None else torch.from_numpy(np.asarray(users, np.int64)).to(dev)
+        return net.users(u, dense, ctx[torch.from_numpy(cols).to(dev)])
+
+
+class ItemIndex:
+    """Top-k inner-product search over a fitted model's item vectors (see module docstring).
+
+    Build with `ItemIndex.build(model, kind)` (or `from_vectors`), query with `recommend`
+    (raw IDs, like `MultimodalRecommender.recommend`) or `search` (indices, logits).
+    Rebuild after `model.fit` or `model.add_items`: the index holds a copy of the vectors.
+    """
+
+    def __init__(self, index: Any, kind: str, params: Mapping[str, Any],
+                 check: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self._index, self._kind, self._params = index, kind, dict(params)
+        self._check = check  # (rows, vectors) sampled at build time
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, model: Any, kind: str = "flat", **kw: Any) -> ItemIndex:
+        """Index the item vectors of a fitted `MultimodalRecommender`.
+
+        Keyword arguments are those of `from_vectors` (nlist, nprobe, m, ef_construction,
+        ef_search, num_threads, seed).
+        """
+        _check_fitted(model)
+        x = item_vectors(model)
+        index = cls.from_vectors(x, kind, **kw)
+        rows = np.unique(np.linspace(0, len(x) - 1, min(_N_CHECK, len(x))).astype(np.int64))
+        index._check = (rows, x[rows].copy())
+        return index
+
+    @classmethod
+    def from_vectors(
+        cls,
+        vectors: np.ndarray,  # (N, D)
+        kind: str = "flat",
+        *,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 64,
+        num_threads: int | None = None,
+        seed: int = 0,
+    ) -> ItemIndex:
+        """Index arbitrary item vectors for inner-product search.
+
+        Args:
+            kind: "flat" (exact), "ivf" or "hnsw" (approximate).
+            nlist: IVF cells; default ≈ 4√N, at most N / 39 (k-means wants ≥ 39 points a cell).
+            nprobe: IVF cells searched per query (more: better recall, slower); default nlist / 8.
+            m: HNSW links per node. ef_construction / ef_search: HNSW beam widths.
+            num_threads: FAISS OpenMP threads (process-wide setting); None leaves it alone.
+            seed: seed of the IVF k-means.
+        """
+        if kind not in KINDS:
+            raise ConfigError(f"unknown index kind {kind!r}; choose one of {list(KINDS)}")
+        x = np.asarray(vectors)
+        if x.ndim != 2 or x.shape[1] < 1:
+            raise DataError(f"vectors must be a 2-D (n_items, dim) array, got shape {x.shape}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise DataError("item vectors contain NaN or inf; check the model's weights")
+        n, d = x.shape
+        for name, value, low in [("m", m, 2), ("ef_construction", ef_construction, 1),
+                                 ("ef_search", ef_search, 1), ("nlist", nlist, 1), ("nprobe", nprobe, 1),
+                                 ("num_threads", num_threads, 1)]:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < low):
+                raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+        faiss = _faiss()
+        if num_threads is not None:
+            faiss.omp_set_num_threads(int(num_threads))
+        params: dict[str, Any] = {}
+        if kind == "flat":
+            index = faiss.IndexFlatIP(d)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, int(m), faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = int(ef_construction)
+            params.update(m=int(m), ef_construction=int(ef_construction))
+        else:
+            if n == 0:
+                raise DataError("an 'ivf' index needs at least one item to train on")
+            if nlist is None:
+                nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+            if nlist > n:
+                raise ConfigError(f"nlist={nlist} is more than the {n} items; use nlist <= {n}")
+            quantizer = faiss.IndexFlatIP(d)
+            index = faiss.IndexIVFFlat(quantizer, d, int(nlist), faiss.METRIC_INNER_PRODUCT)
+            index.cp.seed = int(seed)
+            index.train(x)
+            params.update(nlist=int(nlist), seed=int(seed))
+            params["nprobe"] = int(nprobe) if nprobe is not None else max(1, int(nlist) // 8)
+        if kind == "hnsw":
+            params["ef_search"] = int(ef_search)
+        if n:
+            index.add(x)
+        out = cls(index, kind, params)
+        out._apply_params()
+        return out
+
+    def _apply_params(self) -> None:
+        if self._kind == "ivf":
+            self._index.nprobe = min(self._params["nprobe"], self._params["nlist"])
+        elif self._kind == "hnsw":
+            self._index.hnsw.efSearch = self._params["ef_search"]
+
+    def set_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> ItemIndex:
+        """Change the speed/recall knobs of an approximate index; returns self."""
+        for name, value, kind in [("nprobe", nprobe, "ivf"), ("ef_search", ef_search, "hnsw")]:
+            if value is None:
+                continue
+            if self._kind != kind:
+                raise ConfigError(f"{name} applies to {kind!r} indexes, this one is {self._kind!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+            self._params[name] = int(value)
+        self._apply_params()
+        return self
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Build/search parameters (nlist, nprobe, m, ef_construction, ef_search, seed)."""
+        return dict(self._params)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v}" for k, v in self._params.items())
+        return f"ItemIndex(kind={self._kind!r}, items={len(self)}, dim={self.dim}{extra})"
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        queries: np.ndarray,  # (B, D)
+        n: int,
+        exclude: sp.spmatrix | None = None,  # (B, n_items), non-zero = skip
+        *,
+        bias: np.ndarray | None = None,  # (B,) added to the scores (user biases)
+    ) -> tuple[np.ndarray, np.ndarray]:  # (B, n) int64, (B, n) float64
+        """Top-`n` item indices and scores `⟨q, x_i⟩ (+ bias)`, best first.
+
+        Excluded items never appear: each query fetches `n` + its number of excluded items
+        (HNSW's beam widened to match). Rows with fewer eligible items (or, for ivf, fewer
+        items in the `nprobe` searched cells) are padded with -1 / -inf.
+        """
+        n = _check_n(n)
+        q = np.asarray(queries)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise DataError(f"queries must have shape (B, {self.dim}), got {q.shape}")
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        b, n_items = len(q), len(self)
+        if exclude is not None:
+            exclude = sp.csr_matrix(exclude, copy=True)
+            if exclude.shape != (b, n_items):
+                raise DataError(f"exclude must have shape ({b}, {n_items}), got {exclude.shape}")
+            exclude.eliminate_zeros()
+            counts = np.diff(exclude.indptr)
+        else:
+            counts = np.zeros(b, np.int64)
+        if bias is not None:
+            bias = np.asarray(bias, np.float64).reshape(-1)
+            if bias.shape != (b,):
+                raise DataError(f"bias must have shape ({b},), got {bias.shape}")
+        idx = np.full((b, n), -1, np.int64)
+        val = np.full((b, n), -np.inf)
+        if b == 0 or n_items == 0:
+            return idx, val
+        need = (n + counts).astype(np.float64)  # fetch sizes rounded up to powers of two:
+        fetch = np.minimum(n_items, 2 ** np.ceil(np.log2(need))).astype(np.int64)  # few calls
+        for k in np.unique(fetch):
+            rows = np.flatnonzero(fetch == k)
+            kw = {}
+            if self._kind == "hnsw" and k > self._params["ef_search"]:  # HNSW finds ≤ ef items
+                kw["params"] = _faiss().SearchParametersHNSW(efSearch=int(k))
+            dist, found = self._index.search(q[rows], int(k), **kw)  # (r, k), best first
+            found = found.astype(np.int64)
+            dist = dist.astype(np.float64)
+            bad = found < 0
+            if exclude is not None and exclude.nnz:
+                sub = exclude[rows]
+                seen_keys = np.repeat(np.arange(len(rows), dtype=np.int64), np.diff(sub.indptr))
+                seen_keys = seen_keys * n_items + sub.indices
+                keys = np.arange(len(rows), dtype=np.int64)[:, None] * n_items + np.maximum(found, 0)
+                bad |= np.isin(keys, seen_keys)
+            dist[bad] = -np.inf
+            order = np.argsort(-dist, axis=1, kind="stable")[:, :n]
+            top, top_idx = np.take_along_axis(dist, order, 1), np.take_along_axis(found, order, 1)
+            w = top.shape[1]
+            val[rows, :w] = top
+            idx[rows, :w] = np.where(np.isfinite(top), top_idx, -1)
+        if bias is not None:
+            val = val + bias[:, None]  # -inf stays -inf
+        return idx, val
+
+    # ------------------------------------------------------------------ recommend
+    def user_vectors(
+        self,
+        model: Any,
+        user_ids: Any,
+        history: Mapping[Any, Sequence[Any]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) float32
+        """Query vectors `q_u = [h_u, cf_u, 1]` and user biases `b_u` for raw user IDs.
+
+        Users in `history` (or unknown to the model) are represented by those items (fold-in).
+        """
+        self._check_model(model)
+        raw = [user_ids] if _is_scalar(user_ids) else list(user_ids)
+        q, bu, _, _ = self._queries(model, raw, history, with_seen=False)
+        return q, bu
+
+    def recommend(
+        self,
+        model: Any,
+        user_ids: Any,
+        n: int = 10,
+        *,
+        filter_seen: bool = True,
+        items: Sequence[Any] | None = None,
+        history: Mapping[Any, Sequence[Any]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`n` items per user: `(item_ids, scores)`, as `MultimodalRecommender.recommend`.
+
+        Raw IDs and probabilities; one raw ID → arrays of shape (n,), a sequence → (B, n);
+        `items` restricts the candidates (scored exactly, without the index); `history` serves
+        users unknown to the model by fold-in. Short rows are padded with None / NaN.
+        """
+        self._check_model(model)
+        n = _check_n(n)
+        scalar = _is_scalar(user_ids)
+        raw = [user_ids] if scalar else list(user_ids)
+        q, bu, seen, ii = self._queries(model, raw, history, with_seen=filter_seen)
+        exclude = seen if filter_seen else None
+        n_items = len(self)
+        if items is not None:
+            idx, logits = self._rank_candidates(model, q, bu, ii, exclude,
+                                                model.item_map_.index(list(items)), n)
+        elif ii is None:
+            idx, logits = self.search(q, n, exclude, bias=bu)
+        else:
+            idx, logits = self._rank_with_item_item(item_vectors(model), q, bu, ii, exclude, n)
+        idx, logits = idx[:, :min(n, n_items)], logits[:, :min(n, n_items)]  # as model.recommend
+        ids = _ids_with_pad(model.item_map_, idx)
+        with np.errstate(over="ignore"):
+            probs = np.where(np.isfinite(logits), 1.0 / (1.0 + np.exp(-logits)), np.nan)
+        return (ids[0], probs[0]) if scalar else (ids, probs)
+
+    def _check_model(self, model: Any) -> None:
+        """The model is fitted and its item vectors are the ones indexed."""
+        _check_fitted(model)
+        net = model.network
+        expected = net.dim + (net.cf_user.shape[1] if _uses_cf(net) else 0) + 1
+        if self.dim != expected or len(self) != net.n_items:
+            raise ConfigError(
+                f"this index ({len(self)} items, dim {self.dim}) does not match the model "
+                f"({net.n_items} items, dim {expected}); rebuild it with ItemIndex.build(model) "
+                "after fit() or add_items()")
+        if self._check is not None:
+            rows, want = self._check
+            got = item_vectors(model, rows)
+            if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+                raise ConfigError("the model's item vectors changed since this index was built "
+                                  "(fit() or add_items()?); rebuild it with ItemIndex.build(model)")
+
+    def _queries(self, model: Any, raw: list[Any], history: Mapping[Any, Sequence[Any]] | None,
+                 with_seen: bool) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, np.ndarray | None]:
+        """Query vectors (B, D), user biases (B,), seen items (B, n_items) and, for models with
+        the item-item term, its weighted scores (B, n_items) (else None)."""
+        history = history or {}
+        known = np.array([u in model.user_map_ and u not in history for u in raw], dtype=bool)
+        unknown = [u for u, k in zip(raw, known) if not k and u not in history]
+        if unknown:
+            model.user_map_.index(unknown)  # raises UnknownIDError with a helpful message
+        net = model.network
+        n_items, k = net.n_items, net.cf_user.shape[1]
+        use_ii = _uses_item_item(net)
+        b = len(raw)
+        q = np.zeros((b, self.dim), np.float32)
+        q[:, -1] = 1.0
+        bu = np.zeros(b, np.float32)
+        ii = np.zeros((b, n_items), np.float32) if use_ii else None
+        bags: list[sp.csr_matrix] = []
+        order = []
+        step = max(1, min(1024, _DENSE_BUDGET // max(n_items, 1))) if use_ii else 1024
+        kn, new = np.flatnonzero(known), np.flatnonzero(~known)
+        groups = []
+        if kn.size:
+            uidx = model.user_map_.index([raw[i] for i in kn])
+            groups.append((kn, uidx, model.user_items_[uidx]))
+        if new.size:
+            groups.append((new, None, _binary(model._history_matrix([history[raw[i]] for i in new]))))
+        memory = None
+        if use_ii:
+            out, _ = model._items_out()
+            memory = (net.ii_scale.detach() * out.memory).cpu().numpy()[None, :]  # (1, n_items)
+        for pos, uidx, bag in groups:
+            for s in range(0, len(pos), step):
+                hu, b_u = _user_parts(model, None if uidx is None else uidx[s:s + step], bag[s:s + step])
+                hu, b_u = hu.detach().cpu().numpy(), b_u.detach().cpu().numpy()
+                rows = pos[s:s + step]
+                q[rows, :net.dim] = hu[:, :net.dim]
+                if _uses_cf(net):
+                    q[rows, net.dim:net.dim + k] = hu[:, net.dim:net.dim + k]
+                if use_ii:
+                    ii[rows] = hu[:, net.dim + k:] * memory
+                bu[rows] = b_u
+            if with_seen:
+                bags.append(bag)
+                order.append(pos)
+        if with_seen and bags:
+            seen = sp.vstack(bags).tocsr()[np.argsort(np.concatenate(order))]
+        else:
+            seen = sp.csr_matrix((b, n_items), dtype=np.float32)
+        return q, bu, seen, ii
+
+    def _rank_candidates(self, model: Any, q: np.ndarray, bu: np.ndarray, ii: np.ndarray | None,
+                         exclude: sp.csr_matrix | None, cand: np.ndarray, n: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-`n` among the item indices `cand` (no index needed)."""
+        cand = np.unique(np.asarray(cand, np.int64))
+        logits = q.astype(np.float64) @ item_vectors(model, cand).astype(np.float64).T + bu[:, None]
+        if ii is not None:
+            logits = logits + ii[:, cand]
+        sub = None if exclude is None else sp.csr_matrix(exclude)[:, cand]
+        pos, val = _topk(logits, sub, None, n)
+        idx = np.where(pos >= 0, cand[np.maximum(pos, 0)], -1)
+        return _pad(idx, val, n)
+
+    def _rank_with_item_item(self, x_all: np.ndarray, q: np.ndarray, bu: np.ndarray, ii: np.ndarray,
+                             exclude: sp.csr_matrix | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`n` of `⟨q, x⟩ + b_u + ii` (`x_all`: the indexed vectors, (N, D)).
+
+        The union of the index's best `K` by `⟨q, x⟩` and the best `K` by `ii` is rescored
+        exactly; `K` doubles for the rows where an item outside both pools could still win
+        (its score is at most the sum of the two K-th best scores: Fagin's threshold).
+        """
+        b, n_items = q.shape[0], len(self)
+        g = ii.astype(np.float64)
+        if exclude is not None and exclude.nnz:
+            r, c = sp.csr_matrix(exclude).nonzero()
+            g[r, c] = -np.inf
+        idx = np.full((b, n), -1, np.int64)
+        val = np.full((b, n), -np.inf)
+        todo = np.arange(b)
+        k = min(n_items, max(2 * n, 16))
+        while todo.size:
+            sub_ex = None if exclude is None else sp.csr_matrix(exclude)[todo]
+            f_idx, f_val = self.search(q[todo], k, sub_ex)  # (r, k) by ⟨q, x⟩
+            g_idx, g_val = _topk(g[todo], None, None, k)  # (r, k) by the item-item score
+            pool = np.concatenate([f_idx, g_idx], axis=1)  # (r, 2k), -1 = none
+            pool = np.sort(pool, axis=1)
+            dup = np.zeros_like(pool, dtype=bool)
+            dup[:, 1:] = pool[:, 1:] == pool[:, :-1]
+            safe = np.maximum(pool, 0)
+            total = np.take_along_axis(g[todo], safe, 1) + bu[todo, None]  # (r, 2k)
+            xq = q[todo].astype(np.float64)
+            step = max(1, _DENSE_BUDGET // (pool.shape[1] * x_all.shape[1]))
+            for s in range(0, len(todo), step):  # + ⟨q, x⟩ in blocks of bounded memory
+                total[s:s + step] += np.einsum("rd,rkd->rk", xq[s:s + step], x_all[safe[s:s + step]])
+            total[(pool < 0) | dup] = -np.inf
+            top_pos, top_val = _topk(total, None, None, n)
+            top_idx = np.where(top_pos >= 0, np.take_along_axis(pool, np.maximum(top_pos, 0), 1), -1)
+            top_idx, top_val = _pad(top_idx, top_val, n)
+            # bound on any item outside both pools (-inf where a pool holds every eligible item)
+            f_k = np.where(f_idx[:, -1] >= 0, f_val[:, -1], -np.inf)
+            g_k = np.where(np.isfinite(g_val[:, -1]), g_val[:, -1], -np.inf)
+            bound = np.where(np.isinf(f_k) | np.isinf(g_k), -np.inf, f_k + bu[todo] + g_k)
+            done = (top_val[:, -1] >= bound) | (k >= n_items)
+            idx[todo[done]], val[todo[done]] = top_idx[done], top_val[done]
+            todo = todo[~done]
+            k = min(n_items, 2 * k)
+        return idx, val
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike) -> None:
+        """Save to `directory` atomically: index.faiss (FAISS's own format) + index.json."""
+        from . import __version__
+
+        faiss = _faiss()
+        with atomic_directory(directory) as tmp:
+            faiss.write_index(self._index, str(tmp / _INDEX_FILE))
+            meta = {
+                "format": "multirec.ItemIndex",
+                "format_version": FORMAT_VERSION,
+                "multirec_version": __version__,
+                "kind": self._kind,
+                "dim": self.dim,
+                "n_items": len(self),
+                "params": self._params,
+                "check": None if self._check is None else {
+                    "rows": self._check[0].tolist(), "vectors": self._check[1].tolist()},
+                "files": {_INDEX_FILE: _sha256(tmp / _INDEX_FILE)},
+            }
+            (tmp / _META_FILE).write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, *, num_threads: int | None = None) -> ItemIndex:
+        """Load an index saved by `save` (checks format, checksum and sizes; no pickle)."""
+        root = Path(directory)
+        meta_path = root / _META_FILE
+        if not meta_path.is_file():
+            raise ModelFileError(f"{str(root)!r} is not a saved item index (no {_META_FILE}); "
+                                 "save one with index.save(path)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{str(meta_path)!r} is corrupt ({exc}); re-save the index") from exc
+        if not isinstance(meta, dict) or meta.get("format") != "multirec.ItemIndex":
+            raise ModelFileError(f"{str(meta_path)!r} is not a multirec item index")
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ModelFileError(f"{str(root)!r} was saved in format {version!r}; this multirec reads "
+                                 f"up to {FORMAT_VERSION}; upgrade multirec")
+        if meta.get("kind") not in KINDS:
+            raise ModelFileError(f"{str(meta_path)!r} names an unknown index kind {meta.get('kind')!r}")
+        path = root / _INDEX_FILE
+        if not path.is_file():
+            raise ModelFileError(f"{str(path)!r} is missing; the saved index is incomplete")
+        files = meta.get("files")
+        if not isinstance(files, dict) or _sha256(path) != files.get(_INDEX_FILE):
+            raise ModelFileError(f"{str(path)!r} does not match its checksum in {_META_FILE}: the "
+                                 "file is corrupt or was modified. Rebuild and save the index.")
+        faiss = _faiss()
+        if num_threads is not None:
+            faiss.omp_set_num_threads(int(num_threads))
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise ModelFileError(f"FAISS cannot read {str(path)!r}: {exc}") from exc
+        if (int(index.d), int(index.ntotal)) != (meta.get("dim"), meta.get("n_items")):
+            raise ModelFileError(f"{str(path)!r} holds {index.ntotal} vectors of dim {index.d}, "
+                                 f"{_META_FILE} says {meta.get('n_items')} of dim {meta.get('dim')}")
+        check = meta.get("check")
+        try:
+            if check is not None:
+                check = (np.asarray(check["rows"], np.int64), np.asarray(check["vectors"], np.float32))
+            out = cls(index, meta["kind"], dict(meta.get("params", {})), check)
+            out._apply_params()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{str(meta_path)!r} has invalid fields ({exc!r}); "
+                                 "re-save the index") from exc
+        return out
+
+
+# ====================================================================== helpers
+def _is_scalar(user_ids: Any) -> bool:
+    return np.ndim(user_ids) == 0 and not isinstance(user_ids, (list, tuple))
+
+
+def _pad(idx: np.ndarray, val: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad (B, w) results to (B, n) with -1 / -inf."""
+    extra = n - idx.shape[1]
+    if extra <= 0:
+        return idx, val
+    return (np.pad(idx, ((0, 0), (0, extra)), constant_values=-1),
+            np.pad(val, ((0, 0), (0, extra)), constant_values=-np.inf))

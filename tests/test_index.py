@@ -1,0 +1,296 @@
+"""ItemIndex: exact reduction to one inner product, FAISS kinds, filter_seen, save/load, errors."""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+pytest.importorskip("faiss")
+
+import encoders.precomputed  # noqa: E402, F401  (registers "precomputed")
+from multirec.data import InteractionData  # noqa: E402
+from multirec.errors import (  # noqa: E402
+    ConfigError,
+    DataError,
+    MissingBackendError,
+    ModelFileError,
+    NotFittedError,
+    UnknownIDError,
+)
+from multirec.index import ItemIndex, item_vectors  # noqa: E402
+from multirec.model import MultimodalRecommender  # noqa: E402
+
+N_USERS, N_ITEMS, K = 120, 90, 6
+FAST = dict(epochs=3, eval_every=3, lr=3e-3, show_progress=False, seed=0, dim=16)
+CF = {"no_components": 8, "epochs": 5, "num_threads": 1}
+
+
+def _data(seed: int = 0) -> InteractionData:
+    rng = np.random.default_rng(seed)
+    U, V = rng.normal(size=(N_USERS, K)), rng.normal(size=(N_ITEMS, K))
+    rows, cols = [], []
+    for u in range(N_USERS):
+        p = np.exp(1.5 * U[u] @ V.T)
+        items = rng.choice(N_ITEMS, 12, replace=False, p=p / p.sum())
+        rows += [u] * len(items)
+        cols += list(items)
+    content = {f"i{i}": (V[i] + 0.3 * rng.normal(size=K)).astype(np.float32) for i in range(N_ITEMS)}
+    return InteractionData.from_arrays(
+        [f"u{u}" for u in rows], [f"i{i}" for i in cols],
+        user_ids=[f"u{u}" for u in range(N_USERS)], item_ids=[f"i{i}" for i in range(N_ITEMS)],
+        item_content={"vec": content})
+
+
+def _fit(item_item: bool) -> MultimodalRecommender:
+    return MultimodalRecommender(encoders={"vec": {"name": "precomputed", "dim": K}}, cf=CF,
+                                 item_item=item_item, **FAST).fit(_data())
+
+
+@pytest.fixture(scope="module")
+def models():
+    """A plain two-tower model (one inner product) and one with the item-item term."""
+    return {"plain": _fit(False), "item_item": _fit(True)}
+
+
+@pytest.fixture(scope="module")
+def big(models):
+    """A model grown to a few thousand (cold, content-only) items, with its exact index."""
+    model = copy.deepcopy(models["plain"])
+    rng = np.random.default_rng(1)
+    model.add_items({"vec": {f"new{j}": rng.normal(size=K).astype(np.float32) for j in range(3000)}})
+    return model, ItemIndex.build(model, "flat")
+
+
+USERS = ["u0", "u3", "u17", "u42", "u119"]
+
+
+def _assert_same(a, b, atol=1e-5):
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(np.asarray(a[1], float), np.asarray(b[1], float), atol=atol)
+
+
+# ---------------------------------------------------------------------- exactness
+@pytest.mark.parametrize("name", ["plain", "item_item"])
+def test_inner_product_reproduces_model_logits(models, name):
+    model = models[name]
+    index = ItemIndex.build(model, "flat")
+    net = model.network
+    assert index.dim == net.dim + net.cf_user.shape[1] + 1 and len(index) == N_ITEMS
+    uidx = model.user_map_.index(USERS)
+    q, bu = index.user_vectors(model, USERS)
+    x = item_vectors(model)
+    logits = q.astype(np.float64) @ x.T.astype(np.float64) + bu[:, None]
+    want = model.score_users(uidx)
+    if name == "plain":
+        np.testing.assert_allclose(logits, want, atol=1e-4)
+        _, _, _, ii = index._queries(model, USERS, None, with_seen=False)
+        assert ii is None
+    else:  # the item-item term is the only difference, and it matters
+        _, _, _, ii = index._queries(model, USERS, None, with_seen=False)
+        np.testing.assert_allclose(logits + ii, want, atol=1e-4)
+        assert np.abs(ii).max() > 1e-3
+    # fold-in users: score_users(history=...) is what recommend(history=...) uses
+    hist = {"newbie": ["i1", "i5", "i9"]}
+    qn, bn = index.user_vectors(model, ["newbie"], history=hist)
+    bag = sp.csr_matrix((np.ones(3, np.float32), ([0, 0, 0], [1, 5, 9])), shape=(1, N_ITEMS))
+    got = qn.astype(np.float64) @ x.T.astype(np.float64) + bn[:, None]
+    if name == "item_item":
+        got = got + index._queries(model, ["newbie"], hist, with_seen=False)[3]
+    np.testing.assert_allclose(got, model.score_users(np.zeros(1, np.int64), history=bag), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["plain", "item_item"])
+def test_flat_index_equals_model_recommend(models, name):
+    model = models[name]
+    index = ItemIndex.build(model, "flat")
+    for filter_seen in (True, False):
+        _assert_same(index.recommend(model, USERS, n=10, filter_seen=filter_seen),
+                     model.recommend(USERS, n=10, filter_seen=filter_seen))
+    # scalar input → 1-D; n larger than the catalogue → model's shape and NaN/None padding
+    ids, probs = index.recommend(model, "u3", n=5)
+    assert ids.shape == (5,) and probs.shape == (5,)
+    _assert_same((ids, probs), model.recommend("u3", n=5))
+    big_n = index.recommend(model, ["u0", "u1"], n=N_ITEMS + 7)
+    ref = model.recommend(["u0", "u1"], n=N_ITEMS + 7)
+    assert big_n[0].shape == ref[0].shape
+    assert [list(r) for r in big_n[0]] == [list(r) for r in ref[0]]
+    np.testing.assert_allclose(big_n[1], ref[1], atol=1e-5)
+    assert big_n[0][0, -1] is None and np.isnan(big_n[1][0, -1])
+    # restricted candidates and fold-in users (mixed with known users)
+    cand = ["i1", "i2", "i3", "i4", "i50"]
+    _assert_same(index.recommend(model, ["u3", "u4"], n=3, items=cand),
+                 model.recommend(["u3", "u4"], n=3, items=cand))
+    hist = {"newbie": ["i1", "i5", "i9"], "u3": ["i2"]}  # history overrides a known user
+    _assert_same(index.recommend(model, ["u0", "newbie", "u3"], n=8, history=hist),
+                 model.recommend(["u0", "newbie", "u3"], n=8, history=hist))
+
+
+# ---------------------------------------------------------------------- approximate kinds
+@pytest.mark.parametrize("kind,kw", [("hnsw", {"m": 16, "ef_search": 64}),
+                                     ("ivf", {"nlist": 32, "nprobe": 8})])
+def test_ann_recall_and_seen_filter(big, kind, kw):
+    model, exact = big
+    index = ItemIndex.build(model, kind, num_threads=1, **kw)
+    assert index.kind == kind and len(index) == len(exact) == model.network.n_items
+    users = [f"u{u}" for u in range(N_USERS)]
+    want, _ = exact.recommend(model, users, n=10)
+    got, probs = index.recommend(model, users, n=10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want)])
+    assert recall >= 0.9, recall
+    # scores of the returned items are the exact probabilities, best first
+    assert np.all(np.diff(probs, axis=1) <= 1e-7)
+    df = model.user_items_
+    for r, u in enumerate(model.user_map_.index(users)):
+        seen = set(model.item_map_.ids(df[u].indices))
+        assert not seen & set(got[r])
+    unfiltered, _ = index.recommend(model, users[:3], n=10, filter_seen=False)
+    assert unfiltered.shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", ["plain", "item_item"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_filter_seen_never_returns_seen(models, name, kind):
+    model = models[name]
+    index = ItemIndex.build(model, kind, nlist=4, nprobe=4) if kind == "ivf" else ItemIndex.build(model, kind)
+    users = [f"u{u}" for u in range(N_USERS)]
+    ids, probs = index.recommend(model, users, n=N_ITEMS)
+    seen_rows = model.user_items_[model.user_map_.index(users)]
+    for r in range(len(users)):
+        row = [i for i in ids[r] if i is not None]
+        seen = set(model.item_map_.ids(seen_rows[r].indices))
+        assert not seen & set(row)
+        # every unseen item, then padding (hnsw widens its beam, ivf probes all 4 cells here)
+        assert len(row) == N_ITEMS - len(seen) and np.isnan(probs[r, len(row):]).all()
+
+
+def test_search_overfetch_padding_and_bias():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    q = rng.normal(size=(2, 4)).astype(np.float32)
+    index = ItemIndex.from_vectors(x, "flat")
+    idx, val = index.search(q, 10)
+    assert idx.shape == val.shape == (2, 10)
+    np.testing.assert_array_equal(idx[:, :6], np.argsort(-(q @ x.T), axis=1))
+    assert (idx[:, 6:] == -1).all() and np.isneginf(val[:, 6:]).all()
+    # exclude the best 5 of row 0 and everything of row 1; bias shifts the scores
+    best = idx[0, :5]
+    ex = sp.csr_matrix((np.ones(11), ([0] * 5 + [1] * 6, [*best, *range(6)])), shape=(2, 6))
+    idx2, val2 = index.search(q, 3, ex, bias=np.array([1.0, 2.0]))
+    assert idx2[0, 0] == idx[0, 5] and (idx2[0, 1:] == -1).all()
+    assert val2[0, 0] == pytest.approx(val[0, 5] + 1.0, abs=1e-5)
+    assert (idx2[1] == -1).all() and np.isneginf(val2[1]).all()
+    empty = ItemIndex.from_vectors(np.zeros((0, 4), np.float32), "flat")
+    assert (empty.search(q, 2)[0] == -1).all()
+
+
+# ---------------------------------------------------------------------- persistence
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_save_load_round_trip(models, kind, tmp_path):
+    model = models["plain"]
+    index = ItemIndex.build(model, kind, nlist=4, nprobe=2) if kind == "ivf" else ItemIndex.build(model, kind)
+    index.save(tmp_path / "ix")
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == ["index.faiss", "index.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    for p in (tmp_path / "ix").iterdir():
+        assert b"\x80\x04" not in p.read_bytes()[:2], "pickle header found"
+    loaded = ItemIndex.load(tmp_path / "ix", num_threads=1)
+    assert (loaded.kind, loaded.dim, len(loaded), loaded.params) == (
+        index.kind, index.dim, len(index), index.params)
+    a = index.recommend(model, USERS, n=10)
+    b = loaded.recommend(model, USERS, n=10)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    index.save(tmp_path / "ix")  # overwrite in place
+    ItemIndex.load(tmp_path / "ix")
+    if kind == "flat":  # a saved index serves the saved-and-reloaded model
+        model.save_pretrained(tmp_path / "m")
+        again = MultimodalRecommender.from_pretrained(tmp_path / "m")
+        _assert_same(loaded.recommend(again, USERS, n=10, history={"u0": ["i1"]}),
+                     model.recommend(USERS, n=10, history={"u0": ["i1"]}))
+
+
+def test_load_errors(models, tmp_path):
+    index = ItemIndex.build(models["plain"], "flat")
+    with pytest.raises(ModelFileError, match="index.json"):
+        ItemIndex.load(tmp_path / "nothing")
+    index.save(tmp_path / "ix")
+    path = tmp_path / "ix" / "index.faiss"
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="checksum"):
+        ItemIndex.load(tmp_path / "ix")
+    (tmp_path / "ix" / "index.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="corrupt"):
+        ItemIndex.load(tmp_path / "ix")
+
+
+# ---------------------------------------------------------------------- errors
+def test_errors(models, monkeypatch):
+    model = models["plain"]
+    with pytest.raises(NotFittedError, match="fit"):
+        ItemIndex.build(MultimodalRecommender())
+    with pytest.raises(ConfigError, match="'annoy'.*flat"):
+        ItemIndex.build(model, "annoy")
+    with pytest.raises(ConfigError, match="nlist"):
+        ItemIndex.build(model, "ivf", nlist=0)
+    with pytest.raises(ConfigError, match="nlist=1000"):
+        ItemIndex.build(model, "ivf", nlist=1000)
+    index = ItemIndex.build(model, "hnsw")
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="n must be"):
+            index.recommend(model, ["u0"], n=bad)
+    with pytest.raises(UnknownIDError, match="nobody"):
+        index.recommend(model, ["nobody"])
+    with pytest.raises(DataError, match="shape"):
+        index.search(np.zeros((2, index.dim + 1), np.float32), 3)
+    with pytest.raises(ConfigError, match="nprobe applies to 'ivf'"):
+        index.set_params(nprobe=4)
+    assert index.set_params(ef_search=128).params["ef_search"] == 128
+    other = models["item_item"]  # another model: the index does not describe its items
+    with pytest.raises(ConfigError, match="rebuild"):
+        ItemIndex.build(model, "flat").recommend(other, ["u0"])
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    with pytest.raises(MissingBackendError, match=r"multirec\[ann\]") as info:
+        ItemIndex.build(model, "flat")
+    assert isinstance(info.value, ImportError)
+
+
+def test_stale_index_after_add_items(models):
+    model = copy.deepcopy(models["plain"])
+    index = ItemIndex.build(model, "flat")
+    model.add_items({"vec": {"brand_new": np.ones(K, np.float32)}})
+    with pytest.raises(ConfigError, match="rebuild"):
+        index.recommend(model, ["u0"])
+    ids, _ = ItemIndex.build(model, "flat").recommend(model, ["u0"], n=N_ITEMS + 1, filter_seen=False)
+    assert "brand_new" in set(ids[0])
+
+
+def test_item_item_merge_is_exact_when_pools_must_widen(monkeypatch):
+    """Scores = ⟨q, x⟩ + b_u + ii with a dense ii: the merge widens until it is provably exact."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 5)).astype(np.float32)
+    q = rng.normal(size=(60, 5)).astype(np.float32)
+    bu = rng.normal(size=60).astype(np.float32)
+    ii = (2.0 * rng.normal(size=(60, 400))).astype(np.float32)  # as strong as ⟨q, x⟩
+    ex = sp.random(60, 400, density=0.05, format="csr", random_state=3)
+    index = ItemIndex.from_vectors(x, "flat")
+    fetched = []
+    search = ItemIndex.search
+    monkeypatch.setattr(ItemIndex, "search", lambda self, *a, **kw: fetched.append(a[1]) or search(
+        self, *a, **kw))
+    for n, exclude in [(1, None), (10, ex), (400, ex)]:
+        idx, val = index._rank_with_item_item(x, q, bu, ii, exclude, n)
+        full = q.astype(np.float64) @ x.T.astype(np.float64) + bu[:, None] + ii
+        if exclude is not None:
+            full[exclude.nonzero()] = -np.inf
+        order = np.argsort(-full, axis=1, kind="stable")[:, :n]
+        want = np.take_along_axis(full, order, 1)
+        np.testing.assert_allclose(val, want, atol=1e-4)
+        ok = np.isfinite(want)
+        np.testing.assert_array_equal(np.where(ok, idx, -1), np.where(ok, order, -1))
+    assert len(set(fetched)) > 3  # pools of several sizes: the widening was exercised
