@@ -12,9 +12,11 @@ What it shows, in order:
    recommendations, also for a new item added afterwards from its metadata alone (which
    makes the loaded model rebuild the encoder from `{"name": "metadata", ...}`).
 
-Registration happens when this module is imported, so a process that loads such a model
-must import the module that defines the encoder first; otherwise `from_pretrained` fails
-with an error listing the registered names.
+A loaded model scores and recommends without building its encoders (the item vectors are
+saved with it). Adding items or searching rebuilds the encoder from its registered name, and
+registration happens when this module is imported: a process that loads such a model must
+import the module defining the encoder first, or `add_items` raises `UnknownEncoderError`
+listing the registered names.
 
     python examples/custom_encoder.py --small          # seconds, offline
     python examples/custom_encoder.py --out custom-out # bigger run; the model stays in custom-out/model

@@ -217,7 +217,11 @@ def run(args: argparse.Namespace, out: Path) -> int:
         print(f"wrote synthetic tracks, clips and events to {out / 'data'}")
     else:
         tracks_csv, events_csv = args.tracks, args.events
-    audio_model = args.audio_model or tiny_wav2vec2(out / "tiny-wav2vec2", args.seed)
+    audio_model = args.audio_model
+    if audio_model is None:
+        audio_model = tiny_wav2vec2(out / "tiny-wav2vec2", args.seed)
+        print("audio model: a tiny random wav2vec2 (offline stand-in; its vectors carry little "
+              "meaning); pass --audio-model facebook/wav2vec2-base for real audio features")
     tracks, events = read_catalogue(tracks_csv, events_csv)
 
     # 1. hold one track out as "just released": no events, no text; only its audio file

@@ -219,6 +219,8 @@ def run(args: argparse.Namespace, out: Path) -> int:
         videos_csv, events_csv = args.videos, args.events
     if args.clip_model is None:
         image_spec = tiny_clip(out / "tiny-clip", args.seed)
+        print("image model: a tiny random CLIP (offline stand-in; thumbnail and query vectors "
+              "carry little meaning); pass --clip-model ViT-B-32 --clip-pretrained openai")
     else:
         image_spec = {"name": "image", "model_name": args.clip_model,
                       "pretrained": None if args.clip_checkpoint else args.clip_pretrained,
