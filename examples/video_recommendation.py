@@ -77,7 +77,8 @@ def make_offline_data(folder: Path, size: str, seed: int) -> tuple[Path, Path]:
     """Write `videos.csv`, `events.csv` and `image/*.png` thumbnails; return the CSV paths.
 
     Interactions and thumbnails come from `make_synthetic` (images show factors 2-5);
-    titles and descriptions are written here from factors 0-3.
+    titles and descriptions are written here from factors 0-3. The last video's text is
+    a calm documentary about the sea, so the default query has a fresh upload to find.
     """
     from multirec.datasets.synthetic import make_synthetic
 
@@ -89,6 +90,8 @@ def make_offline_data(folder: Path, size: str, seed: int) -> tuple[Path, Path]:
     rows = []
     for i, item in enumerate(ds.data.items.ids(np.arange(ds.data.n_items))):
         v = ds.item_factors[i] + 0.3 * rng.normal(size=ds.item_factors.shape[1])  # noisy factors
+        if i == ds.data.n_items - 1:
+            v[:4] = 0.8  # calm, documentary, the sea
         mood = MOODS[0 if v[0] > 0 else 1][int(abs(v[0]) > 1.0)]
         fmt = FORMATS[0 if v[1] > 0 else 1]
         topic, word = TOPICS[(bool(v[2] > 0), bool(v[3] > 0))]
@@ -276,6 +279,11 @@ def run(args: argparse.Namespace, out: Path) -> int:
         for v, s in zip(hits, sims):
             print(f"  {_describe(videos, v)}  cos={s:.2f}{'  [new upload]' if v in uploads else ''}")
 
+    everything, _ = model.search(args.query, n=len(model.item_map_))
+    upload_ranks = {v: int(np.flatnonzero(everything == v)[0]) + 1 for v in uploads}
+    print(f"\nfresh uploads in the full ranking for {args.query!r} (of {len(everything)}): " +
+          ", ".join(f"{v} #{r}" for v, r in sorted(upload_ranks.items(), key=lambda x: x[1])))
+
     # 5. why: per-source contributions to the logit
     ex = model.explain(user, ids[0])
     parts = ", ".join(f"{k} {v:+.2f}" for k, v in ex["contributions"].items())
@@ -288,6 +296,7 @@ def run(args: argparse.Namespace, out: Path) -> int:
         "fresh_uploads": [str(v) for v in fresh],
         "query": args.query,
         "search": search,
+        "upload_search_ranks": upload_ranks,
         "explanation": {"video_id": str(ids[0]), "contributions": ex["contributions"],
                         "score": ex["score"], "sources_present": ex["sources_present"]},
     }

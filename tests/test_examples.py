@@ -107,9 +107,14 @@ def test_video_offline(tmp_path, capsys):
     for hits in res["search"].values():
         assert len(hits) == 5 and {h["video_id"] for h in hits} <= set(videos.index)
         assert all(h["new"] == (h["video_id"] in uploads) for h in hits)
+    ranks = res["upload_search_ranks"]
+    assert set(ranks) == uploads and sorted(ranks.values())[-1] <= len(videos)
     if _has_minilm():  # real sentence vectors: the query finds documentaries about the sea
         best = videos.loc[res["search"]["text"][0]["video_id"], "description"]
         assert "documentary about the sea" in best, best
+        staged = videos.index[-1]  # the offline data's fresh calm sea documentary, never watched
+        assert videos.loc[staged, "description"].startswith("A calm documentary about the sea")
+        assert ranks[staged] <= 5, ranks
     assert {"cf", "image", "text"} <= set(res["explanation"]["contributions"])
     assert f"RECOMMENDED {res['user']}: {' '.join(recs)}" in out
     assert "SEARCH " in out
