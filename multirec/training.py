@@ -9,10 +9,20 @@ is the model input (with dropout, like a denoising autoencoder) and the targets.
 
 Validation NDCG@k on held-out interactions drives early stopping; the best weights are
 restored at the end, after a NaN loss (with an error), and after Ctrl-C.
+
+Checkpoints (`checkpoint_dir`, `checkpoint_every`, `resume`; see `multirec.checkpoint`) hold
+everything the loop depends on — weights, optimizer state, RNG states, History — so a resumed
+run ends with the same weights as an uninterrupted one.
+
+Under `torchrun` (see `multirec.distributed`) the step runs through
+`DistributedDataParallel(net)`: each rank takes every world_size-th user of a shared random
+order (`batch_size` users per rank and step), gradients are averaged by DDP, validation is
+sharded and all-reduced, so all ranks stop together and end with identical weights.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -41,7 +51,7 @@ class TrainConfig:
     """Optimisation settings (see `MultimodalRecommender` for the model settings)."""
 
     epochs: int = 60
-    batch_size: int = 128  # users per step
+    batch_size: int = 128  # users per step (per process under DDP)
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: Literal["adam", "adamw"] = "adam"
@@ -264,10 +274,14 @@ def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig) -> _Run:
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        _broadcast_buffers(net)  # frozen inputs (e.g. multithreaded LightFM factors) as rank 0's
+        # Buffers are frozen inputs: made rank 0's once (LightFM may differ between ranks),
+        # never re-broadcast per step. Some parameters may be unused (e.g. cf_scale without CF).
+        _broadcast_buffers(net)
+        no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in
+                   inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers")
         model = DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False, find_unused_parameters=True)
+            find_unused_parameters=True, **{no_sync: False})
     params = [p for p in net.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     X = interactions.tocsr().astype(np.float32)
@@ -322,8 +336,10 @@ def _train_epoch(run: _Run, state: _State, epoch: int) -> float:
         loss = _batch_loss(run, users[s:s + cfg.batch_size])
         if not _all_finite(run, loss):
             run.net.load_state_dict(state.last_good, strict=False)
+            value = loss.item()
+            what = "non-finite on another rank" if math.isfinite(value) else value
             raise TrainingDivergedError(
-                f"training loss became {loss.item()} at epoch {epoch}; the last good "
+                f"training loss became {what} at epoch {epoch}; the last good "
                 f"weights were restored. Lower lr (now {cfg.lr}) or neg_weight "
                 f"(now {cfg.neg_weight}), or check the inputs for extreme values."
             )
