@@ -87,7 +87,9 @@ class MetadataEncoder(Encoder):
         return torch.from_numpy(rows)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (B, dim)
-        return inputs  # no weights: the model's projection layer learns what matters
+        # No weights: the model's projection layer learns what matters. An encoder with
+        # trainable parameters (say an nn.Linear here) is fine-tuned end to end in `fit`.
+        return inputs
 
 
 # ----------------------------------------------------------------------------- data
