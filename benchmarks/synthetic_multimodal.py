@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{info[str(args.seeds[0])]['n_word_features']} text words. multirec preset "
         f"`{args.preset}`" + (f" (dim 32, lr 3e-3, 32 users/batch, {epochs} epochs max, LightFM "
                               "32 components × 20 epochs)" if args.preset == "demo" else "")
-        + ". Content-only rows: no LightFM factor, no ID embeddings. "
+        + ". Content-only rows: no LightFM factor, no ID embeddings. LightFM's fit s is the final "
+        "fit only (its 3-setting epoch search on a validation split is not counted). "
         f"'{REFERENCE}' ranks by the generating logits (headroom, not a model).\n"
     )
     print(header + table)
