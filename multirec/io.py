@@ -114,6 +114,7 @@ def save_model(model: Any, directory: str | os.PathLike) -> None:
             "content_dims": {m: int(getattr(net, f"content_{m}").shape[1]) for m in model.modalities_},
             "cf_dim": int(net.cf_item.shape[1]) or None,
             "finetuned": net.finetuned,
+            "item_item": net.use_item_item,
             "n_users": net.n_users,
             "n_items": net.n_items,
             "files": {name: _sha256(tmp / name) for name in _FILES},
@@ -162,7 +163,7 @@ def load_model(cls: type, directory: str | os.PathLike, device: str = "cpu") -> 
     net = TwoTowerNetwork(
         config["n_users"], config["n_items"], config["content_dims"], config["cf_dim"],
         dim=kwargs["dim"], fusion=kwargs["fusion"], use_id_embeddings=kwargs["use_id_embeddings"],
-        use_user_cf=kwargs["use_user_cf"])
+        use_user_cf=kwargs["use_user_cf"], item_item=config.get("item_item", False))
     finetuned = {}
     for m in config.get("finetuned", []):  # fine-tuned encoders: weights are in model.safetensors
         finetuned[m] = Encoder.from_config(encoder_configs[m]).to(device)

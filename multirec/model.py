@@ -31,7 +31,7 @@ from .data import InteractionData
 from .errors import ConfigError, DataError, NotFittedError
 from .idmap import IdMap
 from .network import TwoTowerNetwork
-from .training import Callback, History, TrainConfig, train_network
+from .training import Callback, History, TrainConfig, train_network, validation_ndcg
 
 __all__ = ["MultimodalRecommender"]
 
@@ -51,6 +51,10 @@ class MultimodalRecommender(nn.Module):
             defaults, or False/None to train without LightFM factors.
         use_id_embeddings: learn a per-item residual for items seen in training.
         use_user_cf: add the projected LightFM user factor to the user vector.
+        item_item: add full-rank item-item scores (EASE weights from the training
+            interactions, `multirec.itemitem`) to the logit with a learned weight: True,
+            False, or "auto" (on for catalogues up to `itemitem.AUTO_MAX_ITEMS` items).
+        item_item_l2: EASE's L2 penalty λ; None picks it on the validation interactions.
         encode_batch_size: batch size for content encoding.
         cache_dir: embedding cache directory (None: no cache).
         **train: any `TrainConfig` field (epochs, lr, negatives, seed, device, ...).
@@ -65,6 +69,8 @@ class MultimodalRecommender(nn.Module):
         cf: Any = True,
         use_id_embeddings: bool = True,
         use_user_cf: bool = True,
+        item_item: bool | str = "auto",
+        item_item_l2: float | None = None,
         encode_batch_size: int = 32,
         cache_dir: str | os.PathLike | None = None,
         **train: Any,
@@ -79,6 +85,11 @@ class MultimodalRecommender(nn.Module):
         self.encoder_specs = dict(encoders or {})
         self.dim, self.fusion, self.cf = dim, fusion, cf
         self.use_id_embeddings, self.use_user_cf = use_id_embeddings, use_user_cf
+        if item_item not in (True, False, "auto"):
+            raise ConfigError(f"item_item must be True, False or 'auto', got {item_item!r}")
+        if item_item_l2 is not None and not item_item_l2 > 0:
+            raise ConfigError(f"item_item_l2 must be > 0 or None, got {item_item_l2!r}")
+        self.item_item, self.item_item_l2 = item_item, item_item_l2
         self.encode_batch_size, self.cache_dir = encode_batch_size, cache_dir
         self.train_config = TrainConfig(**train)
         self._encoders: dict[str, Encoder] = {}
@@ -152,7 +163,8 @@ class MultimodalRecommender(nn.Module):
         net = TwoTowerNetwork(
             data.n_users, data.n_items, {m: e.dim for m, e in self._encoders.items()},
             None if cf_item is None else cf_item.shape[1], dim=self.dim, fusion=self.fusion,
-            use_id_embeddings=self.use_id_embeddings, use_user_cf=self.use_user_cf)
+            use_id_embeddings=self.use_id_embeddings, use_user_cf=self.use_user_cf,
+            item_item=self._use_item_item(data.n_items))
         with torch.no_grad():
             for m in content:
                 getattr(net, f"content_{m}").copy_(content[m])
@@ -162,6 +174,15 @@ class MultimodalRecommender(nn.Module):
                 net.cf_user.copy_(_standardise(cf_user))
             net.warm_item.copy_(torch.from_numpy(np.diff(train_x.tocsc().indptr) > 0))
             net.warm_user.copy_(torch.from_numpy(np.diff(train_x.indptr) > 0))
+            if net.use_item_item:
+                from .itemitem import ease_weights, select_l2
+
+                if self.item_item_l2 is None:
+                    self.item_item_l2_ = (select_l2(train_x, valid_x) if valid_x is not None
+                                          else _default_l2(train_x))
+                else:
+                    self.item_item_l2_ = float(self.item_item_l2)
+                net.item_item.copy_(ease_weights(train_x, self.item_item_l2_))
         live = {m: e for m, e in self._encoders.items() if _is_trainable(e)}
         if live:
             net.attach_encoders(live, {m: list(data.content[m]) for m in live},
@@ -180,7 +201,43 @@ class MultimodalRecommender(nn.Module):
         self.history_: History = train_network(net, train_x, valid_x, cfg, callbacks)
         if live:
             net.refresh_content()  # the buffers serve scoring with the fine-tuned weights
+        if net.use_item_item:
+            self._tune_item_item(net, train_x, valid_x, full)
         self._item_cache = None
+
+    def _tune_item_item(self, net: TwoTowerNetwork, train_x: sp.csr_matrix,
+                        valid_x: sp.csr_matrix | None, full: sp.csr_matrix) -> None:
+        """Set the item-item weight on the validation split, then refit W on all interactions.
+
+        The learned weight stays close to its start (the towers absorb the rest), so it is
+        rescaled by the best of `ITEM_ITEM_SCALES` on validation (W from the training part
+        only: no peeking). W is then recomputed from train + validation, the interactions
+        `recommend` sees.
+        """
+        from .itemitem import ITEM_ITEM_SCALES, ease_weights
+
+        cfg = self.train_config
+        if valid_x is not None and valid_x.nnz and not self.history_.interrupted:
+            device = torch.device(cfg.device)
+            base = net.ii_scale.detach().clone()
+            best, best_score = 1.0, -np.inf
+            for mult in ITEM_ITEM_SCALES:
+                with torch.no_grad():
+                    net.ii_scale.copy_(base * mult)
+                score = validation_ndcg(net, train_x, valid_x, cfg.k, device)
+                if score > best_score:
+                    best, best_score = mult, score
+            with torch.no_grad():
+                net.ii_scale.copy_(base * best)
+            self.history_.item_item_scale = best
+        if full.nnz != train_x.nnz:
+            with torch.no_grad():
+                net.item_item.copy_(ease_weights(full, self.item_item_l2_))
+
+    def _use_item_item(self, n_items: int) -> bool:
+        from .itemitem import AUTO_MAX_ITEMS
+
+        return self.item_item is True or (self.item_item == "auto" and n_items <= AUTO_MAX_ITEMS)
 
     def _cf_config(self) -> Any:
         cf = self.cf
@@ -402,7 +459,8 @@ class MultimodalRecommender(nn.Module):
 
         `contributions[s]` is the change in logit when source `s` (cf, each modality, the
         item's ID residual) is hidden from the item tower — exact for `sum` fusion, an
-        occlusion estimate for the others. Biases are reported separately.
+        occlusion estimate for the others; "item_item" is the weighted item-item score of
+        the user's history. Biases are reported separately.
         """
         self._check_fitted()
         u = int(self.user_map_.index(user_id))
@@ -413,7 +471,8 @@ class MultimodalRecommender(nn.Module):
             full = net.items(i)
             logit = float(net.logits(hu, bu, full)[0, 0])
             contrib: dict[str, float] = {}
-            h_u, cf_u = hu[0, : net.dim], hu[0, net.dim:]
+            k = net.cf_user.shape[1]
+            h_u, cf_u, ii_u = hu[0, : net.dim], hu[0, net.dim:net.dim + k], hu[0, net.dim + k:]
             names = net.source_names
             fused = net.fusion(full.sources, full.mask)
             for s, name in enumerate(names):
@@ -426,6 +485,8 @@ class MultimodalRecommender(nn.Module):
                 contrib["cf"] = contrib.get("cf", 0.0) + float(net.cf_scale * (cf_u @ full.cf[0]))
             if bool(net.warm_item[i]) and net.use_id_embeddings:
                 contrib["id"] = float(h_u @ net.item_id(i)[0])
+            if ii_u.numel():  # EASE item-item score from the user's history
+                contrib["item_item"] = float(net.ii_scale * ii_u[i[0]])
         return {"user": user_id, "item": item_id, "score": 1.0 / (1.0 + np.exp(-logit)),
                 "logit": logit, "contributions": contrib, "user_bias": float(bu[0]),
                 "item_bias": float(full.bias[0]), "global_bias": net.global_bias.item(),
@@ -479,6 +540,8 @@ class MultimodalRecommender(nn.Module):
             "dim": self.dim, "fusion": self.fusion,
             "cf": asdict(cf) if cf is not None else False,
             "use_id_embeddings": self.use_id_embeddings, "use_user_cf": self.use_user_cf,
+            "item_item": self.item_item,
+            "item_item_l2": getattr(self, "item_item_l2_", self.item_item_l2),
             "encode_batch_size": self.encode_batch_size,
             "cache_dir": None if self.cache_dir is None else os.fspath(self.cache_dir),
             **self.train_config.to_dict(),
@@ -507,6 +570,11 @@ class MultimodalRecommender(nn.Module):
 # ====================================================================== helpers
 def _encoder_config(enc: Encoder) -> dict[str, Any]:
     return enc.to_config()
+
+
+def _default_l2(x: sp.csr_matrix) -> float:
+    """EASE λ without validation data: ten times the mean number of users per item."""
+    return max(1.0, 10.0 * x.nnz / max(x.shape[1], 1))
 
 
 def _is_trainable(enc: Encoder) -> bool:

@@ -33,6 +33,8 @@ class ItemOutput:
     sources: torch.Tensor  # (B, S, d) projected sources before fusion
     mask: torch.Tensor  # (B, S) bool: sources used
     cf: torch.Tensor  # (B, k) LightFM item factor where used, else 0 (k = 0 without CF)
+    index: torch.Tensor | None = None  # (B,) item indices (for the item-item term)
+    memory: torch.Tensor | None = None  # (B,) 1 where the item-item term is used, else 0
 
 
 class TwoTowerNetwork(nn.Module):
@@ -48,6 +50,7 @@ class TwoTowerNetwork(nn.Module):
         fusion: str = "sum",
         use_id_embeddings: bool = True,
         use_user_cf: bool = True,
+        item_item: bool = False,
     ) -> None:
         super().__init__()
         self.modalities = list(content_dims)
@@ -65,6 +68,9 @@ class TwoTowerNetwork(nn.Module):
         self.register_buffer("cf_user", torch.zeros(n_users, cf))
         self.register_buffer("warm_item", torch.zeros(n_items, dtype=torch.bool))
         self.register_buffer("warm_user", torch.zeros(n_users, dtype=torch.bool))
+        # full-rank item-item weights (EASE, see multirec.itemitem); (0, 0) when unused
+        n_ii = n_items if item_item else 0
+        self.register_buffer("item_item", torch.zeros(n_ii, n_ii))
         # ---- learned
         self.content_proj = nn.ModuleDict({m: Projection(d_in, dim) for m, d_in in content_dims.items()})
         self.cf_item_proj = nn.Linear(cf, dim) if cf_dim else None
@@ -85,6 +91,11 @@ class TwoTowerNetwork(nn.Module):
         self.global_bias = nn.Parameter(torch.zeros(1))
         self.cold_bias = nn.Parameter(torch.zeros(1))  # prior of items without interactions
         self.cf_scale = nn.Parameter(torch.ones(1))  # weight of the raw LightFM score ⟨u, v⟩
+        self.ii_scale = nn.Parameter(torch.full((1,), 4.0))  # weight of the item-item score
+
+    @property
+    def use_item_item(self) -> bool:
+        return self.item_item.shape[0] > 0
 
     # ------------------------------------------------------------------ fine-tuning
     @property
@@ -161,6 +172,8 @@ class TwoTowerNetwork(nn.Module):
             for emb in (self.item_id, self.item_ctx_id, self.item_bias):
                 emb.weight = nn.Parameter(pad(emb.weight.data, n_items))
                 emb.num_embeddings = n_items
+            if self.use_item_item:  # new items have no item-item weights
+                self.item_item = pad(pad(self.item_item, n_items).T, n_items).T.contiguous()
         if n_users is not None and n_users > self.n_users:
             self.cf_user = pad(self.cf_user, n_users)
             self.warm_user = pad(self.warm_user, n_users)
@@ -198,6 +211,11 @@ class TwoTowerNetwork(nn.Module):
             full = torch.cat([base_mask, warm.unsqueeze(1)], dim=1)  # (B, S+1)
             full = modality_dropout(full, drop_p) if base_mask.shape[1] else full
             used, warm = full[:, :-1], full[:, -1]
+        memory = self.warm_item[items]  # (B,) items with item-item weights
+        if drop_p is not None:  # hidden together with the ID residual: the item looks cold
+            keep = (warm if self.use_id_embeddings
+                    else torch.rand(len(items), device=items.device) >= drop_p[-1])
+            memory = memory & keep
         h = self.fusion(x, used)  # (B, d)
         w = warm.to(h.dtype)
         h = h + w.unsqueeze(1) * self.item_id(items)
@@ -207,7 +225,8 @@ class TwoTowerNetwork(nn.Module):
         cf = self.cf_item[items]
         if self.cf_item_proj is not None:
             cf = cf * used[:, :1].to(cf.dtype)
-        return ItemOutput(h=h, bias=bias, sources=x, mask=used, cf=cf)
+        return ItemOutput(h=h, bias=bias, sources=x, mask=used, cf=cf, index=items,
+                          memory=memory.to(h.dtype))
 
     def context(self, items: torch.Tensor, out: ItemOutput) -> torch.Tensor:  # (B, d)
         """History-context vector of each item (what it says about a user who consumed it)."""
@@ -221,8 +240,13 @@ class TwoTowerNetwork(nn.Module):
         bag: torch.Tensor,  # (B, n_ctx) interaction weights over the context items
         ctx: torch.Tensor,  # (n_ctx, d) context vectors of those items
         use_cf: torch.Tensor | None = None,  # (B,) bool: use the LightFM user factor
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d + k), (B,)
-        """User vectors `[h_u, cf_u]` (the LightFM factor is 0 for unknown users) and biases."""
+        ctx_items: torch.Tensor | None = None,  # (n_ctx,) indices of the bag's items; None: all
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d + k [+ n_items]), (B,)
+        """User vectors `[h_u, cf_u]` (the LightFM factor is 0 for unknown users) and biases.
+
+        With item-item weights the user's item-item scores over the whole catalogue
+        (`bag @ W`, (B, n_items)) are appended: `[h_u, cf_u, s_u]`.
+        """
         n = bag.sum(1, keepdim=True).clamp(min=1.0)
         pooled = torch.tanh((bag / n.sqrt()) @ ctx + self.hist_bias)  # (B, d)
         hu = self.hist(pooled)
@@ -236,12 +260,37 @@ class TwoTowerNetwork(nn.Module):
             if self.cf_user_proj is not None:
                 hu = hu + warm.to(hu.dtype).unsqueeze(1) * self.cf_user_proj(self.cf_user[users])
             bu = self.warm_user[users].to(hu.dtype) * self.user_bias(users).squeeze(-1)
-        return torch.cat([hu, cf], dim=1), bu
+        parts = [hu, cf]
+        if self.use_item_item:
+            rows = self.item_item if ctx_items is None else self.item_item[ctx_items]
+            parts.append(bag @ rows)  # (B, n_items)
+        return torch.cat(parts, dim=1), bu
 
     def logits(self, hu: torch.Tensor, bu: torch.Tensor, item: ItemOutput) -> torch.Tensor:  # (B, C)
-        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ + b_u + b_i + b`; `hu` is `users()`'s `[h_u, cf_u]`."""
-        h, cf = hu[:, : self.dim], hu[:, self.dim:]
+        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·s_ui] + b_u + b_i + b`; `hu` is `users()`'s output."""
+        k = self.cf_user.shape[1]
+        h, cf, ii = hu[:, : self.dim], hu[:, self.dim:self.dim + k], hu[:, self.dim + k:]
         out = h @ item.h.T + bu.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
         if cf.shape[1] and self.use_user_cf:
             out = out + self.cf_scale * (cf @ item.cf.T)
+        if ii.shape[1]:
+            out = out + self.ii_scale * ii[:, item.index] * item.memory
         return out
+
+    # ------------------------------------------------------------------ training step
+    def forward(
+        self,
+        users: torch.Tensor,  # (B,) long
+        bag: torch.Tensor,  # (B, P) history weights over the pool items (after input dropout)
+        items: torch.Tensor,  # (P,) long: the candidate pool
+        drop_p: torch.Tensor | None = None,  # (S + 1,) per-source drop prob (+ ID residual)
+        use_cf: torch.Tensor | None = None,  # (B,) bool: use the LightFM user factor
+        content: dict[str, torch.Tensor] | None = None,  # fine-tuned embeddings of `items`
+    ) -> torch.Tensor:  # (B, P) logits
+        """One training step's scores: the pool's item vectors, each user's history over the
+        pool, and every (user, pool item) logit. `DistributedDataParallel(net)(...)` calls this,
+        so DDP sees the whole step and all-reduces its gradients."""
+        out = self.items(items, drop_p=drop_p, content=content)
+        ctx = self.context(items, out)  # (P, d)
+        hu, bu = self.users(users, bag, ctx, use_cf=use_cf, ctx_items=items)  # (B, d + k + ...), (B,)
+        return self.logits(hu, bu, out)

@@ -116,6 +116,7 @@ class History:
     stopped_early: bool = False
     interrupted: bool = False
     seconds: float = 0.0
+    item_item_scale: float | None = None  # multiplier of the item-item weight set on validation
 
 
 def _dense(rows: sp.csr_matrix, cols: np.ndarray | None, device: torch.device) -> torch.Tensor:
@@ -402,6 +403,8 @@ def _evaluate(run: _Run, valid: sp.csr_matrix | None, state: _State, epoch: int,
     if valid is None or not valid.nnz:
         history.best_epoch, state.best = epoch, state.last_good
         return
+    if run.net.finetuned:  # score with the encoders' current weights
+        run.net.refresh_content()
     score = validation_ndcg(run.net, run.X, valid, cfg.k, run.device, shard=(run.rank, run.world))
     logs[f"val_ndcg@{cfg.k}"] = score
     if score > history.best_score:
