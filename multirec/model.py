@@ -16,7 +16,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from .errors import ConfigError, DataError, NotFittedError
 from .idmap import IdMap
 from .network import TwoTowerNetwork
 from .training import Callback, History, TrainConfig, train_network, validation_ndcg
+
+if TYPE_CHECKING:
+    from .index import ItemIndex
 
 __all__ = ["MultimodalRecommender"]
 
@@ -195,6 +198,7 @@ class MultimodalRecommender(nn.Module):
         self.network = net
         self.user_map_, self.item_map_ = data.users.copy(), data.items.copy()
         self.user_items_ = full
+        self.index_ = None  # item index of the previous fit, if any, is stale
         self.modalities_ = list(self._encoders)
         self.encoder_configs_ = {m: _encoder_config(e) for m, e in self._encoders.items()}
         self._item_cache = None
@@ -323,6 +327,9 @@ class MultimodalRecommender(nn.Module):
         self._check_fitted()
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ConfigError(f"n must be a positive int, got {n!r}")
+        if getattr(self, "index_", None) is not None:  # see build_index
+            return self.index_.recommend(self, user_ids, n, filter_seen=filter_seen, items=items,
+                                         history=history)
         scalar = np.ndim(user_ids) == 0 and not isinstance(user_ids, (list, tuple))
         raw = [user_ids] if scalar else list(user_ids)
         logits, seen = self._logits_for(raw, history)
@@ -331,6 +338,20 @@ class MultimodalRecommender(nn.Module):
         ids = _ids_with_pad(self.item_map_, idx)
         probs = np.where(np.isfinite(scores), 1.0 / (1.0 + np.exp(-scores)), np.nan)
         return (ids[0], probs[0]) if scalar else (ids, probs)
+
+    def build_index(self, kind: str = "flat", **kw: Any) -> ItemIndex:
+        """Build an item index that `recommend` uses from now on (`self.index_`); returns it.
+
+        `kind`: "flat" (exact, FAISS brute force), "ivf" or "hnsw" (approximate, for large
+        catalogues); `**kw`: nlist, nprobe, m, ef_construction, ef_search, num_threads, seed
+        (see `multirec.index.ItemIndex.from_vectors`). Needs `pip install "multirec[ann]"`.
+        `fit` and `add_items` drop the index; `model.index_ = None` goes back to exact scoring.
+        """
+        from .index import ItemIndex
+
+        self._check_fitted()
+        self.index_ = ItemIndex.build(self, kind, **kw)
+        return self.index_
 
     def _logits_for(self, raw_users: list[Any], history: Mapping[Any, Sequence[Any]] | None
                     ) -> tuple[np.ndarray, sp.csr_matrix]:
@@ -431,6 +452,11 @@ class MultimodalRecommender(nn.Module):
                 getattr(self.network, f"content_{m}")[rows[has]] = vecs[has].to(self.device)
                 getattr(self.network, f"has_{m}")[rows[has]] = True
         self._item_cache = None
+        if getattr(self, "index_", None) is not None:
+            warnings.warn("add_items() changed the catalogue, so the item index was dropped and "
+                          "recommend() scores every item exactly; call build_index() again",
+                          stacklevel=2)
+            self.index_ = None
         return idx
 
     def add_users(self, interactions: Mapping[Any, Sequence[Any]] | pd.DataFrame) -> np.ndarray:

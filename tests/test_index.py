@@ -294,3 +294,17 @@ def test_item_item_merge_is_exact_when_pools_must_widen(monkeypatch):
         ok = np.isfinite(want)
         np.testing.assert_array_equal(np.where(ok, idx, -1), np.where(ok, order, -1))
     assert len(set(fetched)) > 3  # pools of several sizes: the widening was exercised
+
+
+def test_model_build_index_serves_recommend_until_the_catalogue_changes(models):
+    model = copy.deepcopy(models["item_item"])
+    exact = model.recommend(USERS, n=7)
+    index = model.build_index("flat")
+    assert model.index_ is index
+    _assert_same(model.recommend(USERS, n=7), exact)
+    with pytest.warns(UserWarning, match="build_index"):
+        model.add_items({"vec": {"brand_new": np.ones(K, np.float32)}})
+    assert model.index_ is None
+    model.build_index("hnsw", m=8)
+    model.fit(_data())
+    assert model.index_ is None  # refit: the old index is stale
