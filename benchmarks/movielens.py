@@ -21,7 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from multirec.baselines import LightFMRecommender, PopularityRecommender, RandomRecommender
+from multirec.baselines import (
+    EASERecommender,
+    LightFMRecommender,
+    PopularityRecommender,
+    RandomRecommender,
+)
 from multirec.datasets.movielens import load
 from multirec.evaluation import evaluate
 from multirec.model import MultimodalRecommender
@@ -70,10 +75,14 @@ def run(args: argparse.Namespace) -> dict:
                 "popularity": PopularityRecommender,
                 "LightFM WARP": lambda: _best_lightfm(split.train, seed, False),
                 "LightFM WARP + genre/year features": lambda: _best_lightfm(split.train, seed, True),
+                "EASE (item-item only)": lambda: EASERecommender(seed=seed),
                 "multirec CF-only": lambda: MultimodalRecommender(seed=seed, show_progress=False),
                 "multirec text-only (MiniLM)": lambda: MultimodalRecommender(
-                    text_enc, cf=False, use_id_embeddings=False, seed=seed, show_progress=False),
-                "multirec fused (LightFM + text)": lambda: MultimodalRecommender(
+                    text_enc, cf=False, use_id_embeddings=False, item_item=False, seed=seed,
+                    show_progress=False),
+                "multirec fused, no item-item term": lambda: MultimodalRecommender(
+                    text_enc, item_item=False, seed=seed, show_progress=False),
+                "multirec fused (LightFM + text + item-item)": lambda: MultimodalRecommender(
                     text_enc, seed=seed, show_progress=False),
             }
             for name, make in models.items():

@@ -4,6 +4,7 @@
     PopularityRecommender()        number of training interactions per item
     LightFMRecommender(**cf)       LightFM via `multirec.cf.LightFMFactors`; users unknown to the
                                    model are folded in from their history
+    EASERecommender(l2=None)       item-item weights in closed form (Steck 2019), λ on validation
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .cf import CFConfig, LightFMFactors
 from .data import InteractionData
 from .errors import DataError, NotFittedError
 
-__all__ = ["RandomRecommender", "PopularityRecommender", "LightFMRecommender"]
+__all__ = ["RandomRecommender", "PopularityRecommender", "LightFMRecommender", "EASERecommender"]
 
 
 def _check_data(data: InteractionData) -> None:
@@ -115,3 +116,42 @@ class LightFMRecommender:
                 vec = np.asarray(h[has] @ cf.item_factors_) / n[has, None]  # (B', k) mean item factor
                 scores[has] = vec @ cf.item_factors_.T + cf.item_biases_[None, :]
         return scores
+
+
+class EASERecommender:
+    """EASE: user history × full-rank item-item weights (`multirec.itemitem.ease_weights`).
+
+    A strong pure-CF baseline for catalogues up to a few thousand items (one n_items² inverse).
+    `l2=None` picks λ from `multirec.itemitem.DEFAULT_L2_GRID` on `valid_fraction` of each
+    user's training interactions (seeded), then refits on all of them. Items without training
+    interactions score 0.
+    """
+
+    def __init__(self, l2: float | None = None, valid_fraction: float = 0.1, seed: int = 0) -> None:
+        if l2 is not None and not l2 > 0:
+            raise DataError(f"l2 must be > 0 or None, got {l2!r}")
+        self.l2, self.valid_fraction, self.seed = l2, valid_fraction, seed
+
+    def fit(self, data: InteractionData) -> EASERecommender:
+        from .itemitem import ease_weights, select_l2
+        from .model import _binary, _holdout
+
+        _check_data(data)
+        x = _binary(data.to_csr())
+        if self.l2 is None:
+            train, valid = _holdout(x, self.valid_fraction, self.seed)
+            self.l2_ = select_l2(train, valid)
+        else:
+            self.l2_ = float(self.l2)
+        self.n_users_, self.x_ = data.n_users, x
+        self.weights_ = ease_weights(x, self.l2_).numpy()  # (n_items, n_items)
+        return self
+
+    def score_users(self, users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
+        """(B, n_items) float32 scores: history @ W (training rows, or `history` when given)."""
+        if not hasattr(self, "weights_"):
+            raise NotFittedError("EASERecommender is not fitted; call fit(data) first")
+        u = _users(users, self.n_users_)
+        h = _history(history, len(u), self.weights_.shape[0])
+        rows = self.x_[u] if h is None else h
+        return np.asarray(rows @ self.weights_, dtype=np.float32)

@@ -119,3 +119,35 @@ def test_auto_turns_item_item_off_for_large_catalogues(monkeypatch):
     monkeypatch.setattr(multirec.itemitem, "AUTO_MAX_ITEMS", 10)
     data, _ = _data()
     assert not _fit(data).network.use_item_item
+
+
+def test_ease_baseline_beats_popularity_and_folds_in_history():
+    from multirec.baselines import EASERecommender, PopularityRecommender
+    from multirec.errors import DataError
+    from multirec.evaluation import evaluate
+    from multirec.splits import random_split
+
+    # two tastes: users take items from one half of the catalogue only
+    rng = np.random.default_rng(0)
+    users, items = [], []
+    for u in range(200):
+        half = np.arange(20) + 20 * (u % 2)
+        chosen = rng.choice(half, 6, replace=False)
+        users += [f"u{u}"] * 6
+        items += [f"i{i}" for i in chosen]
+    popular = [f"i{i}" for i in range(20)] * 3  # popularity favours the first half
+    users += [f"p{j}" for j in range(len(popular))]
+    items += popular
+    data = InteractionData.from_arrays(users, items)
+    split = random_split(data, 0.2, seed=0)
+    ease = EASERecommender(seed=0).fit(split.train)
+    assert ease.l2_ in DEFAULT_L2_GRID
+    assert evaluate(ease, split, k=5)["ndcg"] > evaluate(PopularityRecommender().fit(split.train),
+                                                         split, k=5)["ndcg"] + 0.1
+    # fold-in: a history in the second half ranks second-half items first
+    n = data.n_items
+    hist = sp.csr_matrix((np.ones(2), ([0, 0], data.items.index(["i25", "i30"]))), shape=(1, n))
+    top = np.argsort(-ease.score_users(np.zeros(1, np.int64), history=hist)[0])[:5]
+    assert all(int(raw[1:]) >= 20 for raw in data.items.ids(top))
+    with pytest.raises(DataError, match="l2"):
+        EASERecommender(l2=0)
