@@ -29,12 +29,11 @@ The run writes `<out>/results.json`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ import torch
 
 from encoders import Encoder, EncoderInputError, get_encoder, register_encoder
 from multirec import InteractionData, MultimodalRecommender
+from multirec.utils import torch_threads
 
 GENRES = ["jazz", "drama", "science", "comedy"]
 LANGUAGES = ["en", "de", "fr"]
@@ -119,18 +119,6 @@ def make_data(size: str, seed: int) -> tuple[InteractionData, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- main
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with `n` torch CPU threads (None: unchanged), restoring the previous setting."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="A custom metadata encoder: train, save, load.")
     ap.add_argument("--small", action="store_true", help="tiny run (tests, a first look)")

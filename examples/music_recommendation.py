@@ -35,12 +35,10 @@ writes `<out>/results.json` (recommendations, the new track's placement, explana
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.resources
 import json
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from multirec import InteractionData, MultimodalRecommender
+from multirec.utils import torch_threads
 
 SIZES = {  # users, tracks, events per user, training epochs, clip seconds
     "small": (80, 48, 10, 8, 0.5),
@@ -172,20 +171,6 @@ def _describe(tracks: pd.DataFrame, track: str) -> str:
 
 
 # ----------------------------------------------------------------------------- main
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with `n` torch CPU threads (None: unchanged), restoring the previous setting."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Music recommendation with audio + text + LightFM.")
     ap.add_argument("--tracks", type=Path, help="CSV: track_id, audio[, title, artist, tags]")

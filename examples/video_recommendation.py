@@ -39,12 +39,10 @@ Thumbnail paths in videos.csv may be relative to the CSV's folder. The run write
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.resources
 import json
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from multirec import InteractionData, MultimodalRecommender
+from multirec.utils import torch_threads
 
 SIZES = {  # users, videos, views per user, training epochs
     "small": (80, 48, 10, 8),
@@ -172,20 +171,6 @@ def _describe(videos: pd.DataFrame, video: str) -> str:
 
 
 # ----------------------------------------------------------------------------- main
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with `n` torch CPU threads (None: unchanged), restoring the previous setting."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Video recommendation and text search with CLIP.")
     ap.add_argument("--videos", type=Path, help="CSV: video_id, thumbnail[, title, description]")

@@ -6,6 +6,8 @@ import configparser
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,3 +60,18 @@ def test_readme_quickstart_runs_as_written(tmp_path, monkeypatch):
     assert (tmp_path / "my-model" / "model.safetensors").is_file()
     ids, _ = namespace["ids"], namespace["scores"]
     assert ids.shape == (2, 5)
+
+
+def test_torch_threads_restores_the_setting():
+    import torch
+
+    from multirec.utils import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"), torch_threads(0):
+        pass
