@@ -168,7 +168,7 @@ class Encoder(nn.Module):
         params.pop("device", None)
         config = {"name": self.registry_name or type(self).__name__, **params}
         try:
-            json.dumps(config)
+            config = json.loads(json.dumps(config))  # tuples become lists, as after a reload
         except TypeError as exc:
             raise EncoderConfigError(
                 f"{type(self).__name__}.to_config(): constructor arguments are not JSON-able "

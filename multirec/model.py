@@ -582,7 +582,11 @@ class MultimodalRecommender(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str = "cpu") -> MultimodalRecommender:
-        """Load a model saved with `save_pretrained` (checks format version and checksums)."""
+        """Load a model saved with `save_pretrained` (checks format version and checksums).
+
+        Encoders are rebuilt by their registered name, so a custom encoder's module (the one
+        with its `@register_encoder`) must be imported before loading.
+        """
         from .io import load_model
 
         return load_model(cls, directory, device=device)

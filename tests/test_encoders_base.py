@@ -97,6 +97,16 @@ def test_config_round_trip_rebuilds_same_outputs(registered):
     torch.testing.assert_close(rebuilt.encode(texts), enc.encode(texts))
 
 
+def test_config_is_what_a_json_round_trip_gives(registered):
+    import json
+
+    enc = get_encoder(registered, dim=6, seed=3)
+    enc._init_kwargs = {**enc._init_kwargs, "extra": (1, 2)}  # a tuple argument
+    config = enc.to_config()
+    assert config["extra"] == [1, 2]
+    assert json.loads(json.dumps(config)) == config
+
+
 def test_encode_all_batches_equal_one_by_one(registered):
     enc = get_encoder(registered, dim=5)
     texts = [f"item {k} " * (k + 1) for k in range(11)]
