@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
-import inspect
 import json
 import os
 import re
@@ -126,10 +125,8 @@ def _multirec_kwargs(preset: str, size: str, seed: int, threads: int) -> dict[st
 
 
 def _content_only() -> dict[str, Any]:
-    kw: dict[str, Any] = dict(cf=False, use_id_embeddings=False)
-    if "item_item" in inspect.signature(MultimodalRecommender.__init__).parameters:
-        kw["item_item"] = False  # no collaborative signal at all: the modality alone
-    return kw
+    """No collaborative signal at all (no LightFM, ID residual or item-item term): the modality alone."""
+    return dict(cf=False, use_id_embeddings=False, item_item=False)
 
 
 def run(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -160,6 +157,8 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
                 "multirec fused (CF + text + image + audio)": lambda: MultimodalRecommender(pre, **kw),
                 "multirec fused, modality_dropout=0": lambda: MultimodalRecommender(
                     pre, **kw, modality_dropout=0.0),
+                "multirec fused, item_item=False": lambda: MultimodalRecommender(
+                    pre, **kw, item_item=False),
                 REFERENCE: lambda: OracleRecommender(ds.true_scores()),
             }
             for name, make in models.items():

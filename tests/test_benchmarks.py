@@ -41,7 +41,8 @@ def test_synthetic_multimodal_tiny(tmp_path):
     expected = {"random", "popularity", "LightFM WARP", "LightFM WARP + text-word features",
                 "multirec CF-only", "multirec text only", "multirec image only",
                 "multirec audio only", "multirec fused (CF + text + image + audio)",
-                "multirec fused, modality_dropout=0", bench.REFERENCE}
+                "multirec fused, modality_dropout=0", "multirec fused, item_item=False",
+                bench.REFERENCE}
     assert set(payload["summary"]) == {"warm", "cold-item"}
     for protocol, s in payload["summary"].items():
         assert set(s["means"]) == expected, protocol
@@ -117,3 +118,17 @@ def test_speed_skips_movielens_without_data(tmp_path, monkeypatch):
     payload = bench.main(["--n-texts", "2", "--repeats", "1", "--out", str(tmp_path)])
     assert "--data-dir PATH" in payload["movielens"]["skipped"]
     assert "skipped" in (tmp_path / "speed.md").read_text()
+
+
+def test_readme_results_table_matches_the_committed_json(tmp_path):
+    bench = _script("readme_table")
+    assert bench.main(["--check"]) == 0, "run python benchmarks/readme_table.py"
+    payload = json.loads((BENCH / "results" / "movielens-100k.json").read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.START}\nstale\n{bench.END}\nrest\n")
+    assert bench.main(["--check", "--readme", str(readme)]) == 1
+    bench.main(["--readme", str(readme)])
+    text = readme.read_text()
+    assert "stale" not in text and text.startswith("intro\n") and text.endswith("rest\n")
+    fused = payload["summary"]["warm"]["means"]["multirec fused (LightFM + text + item-item)"]["ndcg"]
+    assert f"| multirec fused (LightFM + text + item-item) | {fused:.3f} ±" in text
