@@ -322,7 +322,8 @@ class MultimodalRecommender(nn.Module):
         `user_ids` is one raw ID (→ arrays of shape (n,)) or a sequence (→ (B, n)).
         `items` restricts the candidates to those raw item IDs. `history` gives the items
         of users unknown to the model (`{user_id: [item_ids]}`), served by fold-in without
-        retraining. Rows with fewer than `n` eligible items are padded with None / NaN.
+        retraining. `n` is capped at the catalogue size; rows with fewer eligible items
+        are padded with None / NaN.
         """
         self._check_fitted()
         if not isinstance(n, (int, np.integer)) or n < 1:
