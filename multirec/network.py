@@ -229,9 +229,11 @@ class TwoTowerNetwork(nn.Module):
                           memory=memory.to(h.dtype))
 
     def context(self, items: torch.Tensor, out: ItemOutput) -> torch.Tensor:  # (B, d)
-        """History-context vector of each item (what it says about a user who consumed it)."""
+        """History-context vector of each item (what it says about a user who consumed it):
+        a learned per-item vector for items seen in training (with ID embeddings), else a
+        projection of the item's fused content vector (content-only models, cold items)."""
         warm = (self.warm_item[items] & self.use_id_embeddings).to(out.h.dtype).unsqueeze(1)
-        return 0 * self.ctx(out.h) + warm * self.item_ctx_id(items)
+        return (1 - warm) * self.ctx(out.h) + warm * self.item_ctx_id(items)
 
     # ------------------------------------------------------------------ user tower
     def users(

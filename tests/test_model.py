@@ -99,6 +99,20 @@ def test_beats_popularity_and_lightfm_warm_and_cold(planted):
     assert cold_n["ours"] > cold_n["lfm"] + 0.10, cold_n
 
 
+def test_content_only_model_personalises(planted):
+    """Without LightFM, ID residuals or item-item weights, users are their history's content."""
+    rows, cols, cold, content, train, test, is_cold, data, _ = planted
+    model = MultimodalRecommender(encoders={"vec": {"name": "precomputed", "dim": K}}, cf=False,
+                                  use_id_embeddings=False, item_item=False, **FAST).fit(data)
+    X = data.to_csr()
+    ours = model.score_users(np.arange(N_USERS))
+    pop = np.tile(np.asarray(X.sum(0)).ravel().astype(float), (N_USERS, 1))
+    t = test & ~is_cold
+    assert _ndcg(ours, X, rows[t], cols[t]) > _ndcg(pop, X, rows[t], cols[t]) + 0.1
+    assert (_ndcg(ours, X, rows[is_cold], cols[is_cold], candidates=cold)
+            > _ndcg(pop, X, rows[is_cold], cols[is_cold], candidates=cold) + 0.1)
+
+
 def test_recommend_filters_seen_returns_raw_ids(planted):
     *_, data, model = planted
     users = ["u0", "u1", "u5"]
