@@ -365,6 +365,8 @@ class ItemIndex:
             idx, logits = self._rank_with_item_item(item_vectors(model), q, bu, ii, exclude, n)
         idx, logits = idx[:, :min(n, n_items)], logits[:, :min(n, n_items)]  # as model.recommend
         ids = _ids_with_pad(model.item_map_, idx)
+        net = model.network  # the model's probability calibration (monotone: ranks unchanged)
+        logits = logits * float(net.logit_scale) + float(net.logit_shift)
         with np.errstate(over="ignore"):
             probs = np.where(np.isfinite(logits), 1.0 / (1.0 + np.exp(-logits)), np.nan)
         return (ids[0], probs[0]) if scalar else (ids, probs)

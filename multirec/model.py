@@ -205,38 +205,40 @@ class MultimodalRecommender(nn.Module):
         self.history_: History = train_network(net, train_x, valid_x, cfg, callbacks)
         if live:
             net.refresh_content()  # the buffers serve scoring with the fine-tuned weights
-        if net.use_item_item:
-            self._tune_item_item(net, train_x, valid_x, full)
+        validated = valid_x is not None and valid_x.nnz and not self.history_.interrupted
+        if validated and net.use_item_item:
+            self._tune_item_item(net, train_x, valid_x)
+        if validated:  # before W sees the validation interactions
+            _calibrate(net, train_x, valid_x, torch.device(cfg.device))
+        if net.use_item_item and full.nnz != train_x.nnz:  # refit on all interactions
+            from .itemitem import ease_weights
+
+            with torch.no_grad():
+                net.item_item.copy_(ease_weights(full, self.item_item_l2_))
         self._item_cache = None
 
     def _tune_item_item(self, net: TwoTowerNetwork, train_x: sp.csr_matrix,
-                        valid_x: sp.csr_matrix | None, full: sp.csr_matrix) -> None:
-        """Set the item-item weight on the validation split, then refit W on all interactions.
+                        valid_x: sp.csr_matrix) -> None:
+        """Rescale the learned item-item weight by the best of `ITEM_ITEM_SCALES` on validation.
 
-        The learned weight stays close to its start (the towers absorb the rest), so it is
-        rescaled by the best of `ITEM_ITEM_SCALES` on validation (W from the training part
-        only: no peeking). W is then recomputed from train + validation, the interactions
-        `recommend` sees.
+        The learned weight stays close to its start (the towers absorb the rest). W still comes
+        from the training part only (no peeking); `fit` refits it on all interactions after.
         """
-        from .itemitem import ITEM_ITEM_SCALES, ease_weights
+        from .itemitem import ITEM_ITEM_SCALES
 
         cfg = self.train_config
-        if valid_x is not None and valid_x.nnz and not self.history_.interrupted:
-            device = torch.device(cfg.device)
-            base = net.ii_scale.detach().clone()
-            best, best_score = 1.0, -np.inf
-            for mult in ITEM_ITEM_SCALES:
-                with torch.no_grad():
-                    net.ii_scale.copy_(base * mult)
-                score = validation_ndcg(net, train_x, valid_x, cfg.k, device)
-                if score > best_score:
-                    best, best_score = mult, score
+        device = torch.device(cfg.device)
+        base = net.ii_scale.detach().clone()
+        best, best_score = 1.0, -np.inf
+        for mult in ITEM_ITEM_SCALES:
             with torch.no_grad():
-                net.ii_scale.copy_(base * best)
-            self.history_.item_item_scale = best
-        if full.nnz != train_x.nnz:
-            with torch.no_grad():
-                net.item_item.copy_(ease_weights(full, self.item_item_l2_))
+                net.ii_scale.copy_(base * mult)
+            score = validation_ndcg(net, train_x, valid_x, cfg.k, device)
+            if score > best_score:
+                best, best_score = mult, score
+        with torch.no_grad():
+            net.ii_scale.copy_(base * best)
+        self.history_.item_item_scale = best
 
     def _use_item_item(self, n_items: int) -> bool:
         from .itemitem import AUTO_MAX_ITEMS
@@ -514,9 +516,11 @@ class MultimodalRecommender(nn.Module):
                 contrib["id"] = float(h_u @ net.item_id(i)[0])
             if ii_u.numel():  # EASE item-item score from the user's history
                 contrib["item_item"] = float(net.ii_scale * ii_u[i[0]])
+        a, c = float(net.logit_scale), float(net.logit_shift)  # calibration, folded in
         return {"user": user_id, "item": item_id, "score": 1.0 / (1.0 + np.exp(-logit)),
-                "logit": logit, "contributions": contrib, "user_bias": float(bu[0]),
-                "item_bias": float(full.bias[0]), "global_bias": net.global_bias.item(),
+                "logit": logit, "contributions": {k: a * v for k, v in contrib.items()},
+                "user_bias": a * float(bu[0]), "item_bias": a * float(full.bias[0]),
+                "global_bias": a * net.global_bias.item() + c,
                 "sources_present": [n for s, n in enumerate(names) if bool(full.mask[0, s])]}
 
     def search(self, text: str, n: int = 10, *, modality: str | None = None
@@ -601,6 +605,73 @@ class MultimodalRecommender(nn.Module):
 # ====================================================================== helpers
 def _encoder_config(enc: Encoder) -> dict[str, Any]:
     return enc.to_config()
+
+
+def _calibrate(net: TwoTowerNetwork, train_x: sp.csr_matrix, valid_x: sp.csr_matrix,
+               device: torch.device) -> None:
+    """Fit `σ(a·logit + c)` to the validation interactions (Platt scaling; a > 0 keeps ranks).
+
+    Positives are each validation user's held-out items, negatives all other items they did
+    not train on, so `score()` estimates the chance that an item is among the user's next
+    interactions. Left at (1, 0) when the fit is degenerate.
+    """
+    users = np.flatnonzero(np.diff(valid_x.indptr))
+    net.logit_scale.fill_(1.0)
+    net.logit_shift.fill_(0.0)
+    was = net.training
+    net.eval()
+    xs, ys = [], []
+    with torch.no_grad():
+        items = torch.arange(net.n_items, device=device)
+        out = net.items(items)
+        ctx = net.context(items, out)
+        for s in range(0, users.size, 512):
+            u = users[s:s + 512]
+            bag = torch.from_numpy(train_x[u].toarray().astype(np.float32)).to(device)
+            hu, bu = net.users(torch.from_numpy(u).to(device), bag, ctx)
+            logit = net.logits(hu, bu, out).double().cpu().numpy()  # (B, n_items)
+            keep = bag.cpu().numpy() == 0
+            xs.append(logit[keep])
+            ys.append((valid_x[u].toarray() > 0)[keep])
+    net.train(was)
+    fit = _platt(np.concatenate(xs), np.concatenate(ys))
+    if fit is not None:
+        net.logit_scale.fill_(fit[0])
+        net.logit_shift.fill_(fit[1])
+
+
+def _platt(x: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float, float] | None:
+    """`(a, c)` minimising the logistic loss of `σ(a·x + c)` against labels `y`; None when
+    degenerate (one class only, non-finite scores, or a ≤ 0)."""
+    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    if not 0 < y.sum() < y.size or not np.isfinite(x).all():
+        return None
+    feats = np.stack([x, np.ones_like(x)], 1)
+
+    def loss(t: np.ndarray) -> float:  # mean logistic loss
+        z = feats @ t
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+    theta = np.array([1.0, 0.0])  # damped Newton's method on the logistic loss in (a, c)
+    current = loss(theta)
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-np.clip(feats @ theta, -40, 40)))
+        grad = feats.T @ (p - y)
+        hess = (feats * (p * (1 - p))[:, None]).T @ feats + 1e-6 * np.eye(2)
+        step, t = np.linalg.solve(hess, grad), 1.0
+        while t > 1e-4 and loss(theta - t * step) > current:
+            t /= 2
+        if t <= 1e-4:
+            break
+        theta = theta - t * step
+        new = loss(theta)
+        if current - new < 1e-10:
+            break
+        current = new
+    if np.isfinite(theta).all() and theta[0] > 0:
+        return float(theta[0]), float(theta[1])
+    return None
 
 
 def _default_l2(x: sp.csr_matrix) -> float:

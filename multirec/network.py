@@ -71,6 +71,9 @@ class TwoTowerNetwork(nn.Module):
         # full-rank item-item weights (EASE, see multirec.itemitem); (0, 0) when unused
         n_ii = n_items if item_item else 0
         self.register_buffer("item_item", torch.zeros(n_ii, n_ii))
+        # probability calibration `a·logit + c`, set on validation after training (1, 0 until then)
+        self.register_buffer("logit_scale", torch.ones(1))
+        self.register_buffer("logit_shift", torch.zeros(1))
         # ---- learned
         self.content_proj = nn.ModuleDict({m: Projection(d_in, dim) for m, d_in in content_dims.items()})
         self.cf_item_proj = nn.Linear(cf, dim) if cf_dim else None
@@ -277,7 +280,7 @@ class TwoTowerNetwork(nn.Module):
             out = out + self.cf_scale * (cf @ item.cf.T)
         if ii.shape[1]:
             out = out + self.ii_scale * ii[:, item.index] * item.memory
-        return out
+        return out * self.logit_scale + self.logit_shift
 
     # ------------------------------------------------------------------ training step
     def forward(

@@ -83,8 +83,9 @@ def test_inner_product_reproduces_model_logits(models, name):
     uidx = model.user_map_.index(USERS)
     q, bu = index.user_vectors(model, USERS)
     x = item_vectors(model)
+    a, c = float(net.logit_scale), float(net.logit_shift)  # the model's calibration
     logits = q.astype(np.float64) @ x.T.astype(np.float64) + bu[:, None]
-    want = model.score_users(uidx)
+    want = (model.score_users(uidx) - c) / a  # raw logits
     if name == "plain":
         np.testing.assert_allclose(logits, want, atol=1e-4)
         _, _, _, ii = index._queries(model, USERS, None, with_seen=False)
@@ -100,7 +101,8 @@ def test_inner_product_reproduces_model_logits(models, name):
     got = qn.astype(np.float64) @ x.T.astype(np.float64) + bn[:, None]
     if name == "item_item":
         got = got + index._queries(model, ["newbie"], hist, with_seen=False)[3]
-    np.testing.assert_allclose(got, model.score_users(np.zeros(1, np.int64), history=bag), atol=1e-4)
+    np.testing.assert_allclose(a * got + c, model.score_users(np.zeros(1, np.int64), history=bag),
+                               atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["plain", "item_item"])

@@ -234,3 +234,30 @@ def test_same_seed_same_scores():
     torch.manual_seed(456)
     b = MultimodalRecommender(**kw).fit(data).score_users(np.arange(20))
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_platt_calibration_recovers_a_planted_link():
+    from multirec.model import _platt
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=20000) * 3
+    y = rng.random(20000) < 1 / (1 + np.exp(-(0.5 * x - 2.0)))
+    a, c = _platt(x, y)
+    assert a == pytest.approx(0.5, abs=0.05) and c == pytest.approx(-2.0, abs=0.1)
+    assert _platt(x, np.zeros_like(y)) is None  # one class: nothing to fit
+
+
+def test_probabilities_are_calibrated_on_held_out_pairs(planted):
+    """Mean predicted probability of unseen items ≈ the held-out positive rate."""
+    rows, cols, cold, content, train, test, is_cold, data, model = planted
+    X = data.to_csr()
+    net = model.network
+    assert float(net.logit_scale) > 0 and float(net.logit_shift) != 0.0
+    p = 1 / (1 + np.exp(-model.score_users(np.arange(N_USERS))[:, :N_ITEMS]))  # (other tests add items)
+    warm_t = test & ~is_cold
+    target = np.zeros_like(p)
+    target[rows[warm_t], cols[warm_t]] = 1
+    unseen = (X.toarray() == 0)
+    unseen[:, cold] = False
+    assert p[unseen].mean() == pytest.approx(target[unseen].mean(), rel=0.5)
+    assert p[unseen][target[unseen] == 1].mean() > 3 * p[unseen][target[unseen] == 0].mean()
