@@ -16,6 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .training import _ndcg
+
 __all__ = ["ease_weights", "select_l2", "AUTO_MAX_ITEMS", "DEFAULT_L2_GRID", "ITEM_ITEM_SCALES"]
 
 AUTO_MAX_ITEMS = 6000  # item_item="auto" enables the term up to this many items (W: n² floats)
@@ -42,18 +44,6 @@ def ease_weights(x: sp.csr_matrix, l2: float, gram: np.ndarray | None = None) ->
     return torch.from_numpy(w.astype(np.float32))
 
 
-def _ndcg(scores: np.ndarray, target: sp.csr_matrix, k: int) -> float:
-    top = np.argpartition(-scores, k, axis=1)[:, :k]  # (B, k) unordered
-    order = np.take_along_axis(scores, top, 1).argsort(1)[:, ::-1]
-    top = np.take_along_axis(top, order, 1)
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    out = []
-    for r in range(scores.shape[0]):
-        rel = target.indices[target.indptr[r]:target.indptr[r + 1]]
-        out.append((np.isin(top[r], rel) * disc).sum() / disc[: min(rel.size, k)].sum())
-    return float(np.mean(out))
-
-
 def select_l2(train: sp.csr_matrix, valid: sp.csr_matrix, grid: Sequence[float] = DEFAULT_L2_GRID,
               k: int = 10) -> float:
     """The λ in `grid` whose EASE weights (fit on `train`) rank `valid` best (NDCG@k)."""
@@ -66,9 +56,10 @@ def select_l2(train: sp.csr_matrix, valid: sp.csr_matrix, grid: Sequence[float] 
     k = min(k, train.shape[1] - 1)
     best, best_score = float(grid[0]), -np.inf
     for l2 in grid:
-        scores = np.asarray(hist @ ease_weights(train, l2, gram).numpy())  # (U, n_items)
-        scores[hist.nonzero()] = -np.inf
-        score = _ndcg(scores, valid[users], k)
+        scores = torch.from_numpy(np.asarray(hist @ ease_weights(train, l2, gram).numpy()))
+        scores[hist.nonzero()] = -np.inf  # (U, n_items), training items masked
+        total, n = _ndcg(scores, valid[users], k)
+        score = total / max(n, 1)
         if score > best_score:
             best, best_score = float(l2), score
     return best

@@ -31,7 +31,7 @@ from .data import InteractionData
 from .errors import ConfigError, DataError, NotFittedError
 from .idmap import IdMap
 from .network import TwoTowerNetwork
-from .training import Callback, History, TrainConfig, train_network, validation_ndcg
+from .training import Callback, History, TrainConfig, train_network, user_logits, validation_ndcg
 
 if TYPE_CHECKING:
     from .index import ItemIndex
@@ -618,22 +618,11 @@ def _calibrate(net: TwoTowerNetwork, train_x: sp.csr_matrix, valid_x: sp.csr_mat
     users = np.flatnonzero(np.diff(valid_x.indptr))
     net.logit_scale.fill_(1.0)
     net.logit_shift.fill_(0.0)
-    was = net.training
-    net.eval()
     xs, ys = [], []
-    with torch.no_grad():
-        items = torch.arange(net.n_items, device=device)
-        out = net.items(items)
-        ctx = net.context(items, out)
-        for s in range(0, users.size, 512):
-            u = users[s:s + 512]
-            bag = torch.from_numpy(train_x[u].toarray().astype(np.float32)).to(device)
-            hu, bu = net.users(torch.from_numpy(u).to(device), bag, ctx)
-            logit = net.logits(hu, bu, out).double().cpu().numpy()  # (B, n_items)
-            keep = bag.cpu().numpy() == 0
-            xs.append(logit[keep])
-            ys.append((valid_x[u].toarray() > 0)[keep])
-    net.train(was)
+    for u, bag, logits in user_logits(net, train_x, users, device):
+        keep = bag.cpu().numpy() == 0  # (B, n_items): items the user did not train on
+        xs.append(logits.double().cpu().numpy()[keep])
+        ys.append((valid_x[u].toarray() > 0)[keep])
     fit = _platt(np.concatenate(xs), np.concatenate(ys))
     if fit is not None:
         net.logit_scale.fill_(fit[0])

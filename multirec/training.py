@@ -27,7 +27,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -145,6 +145,26 @@ def _drop_probs(net: Any, cfg: TrainConfig, device: torch.device) -> torch.Tenso
     return torch.tensor(probs, device=device)
 
 
+def user_logits(net: Any, inputs: sp.csr_matrix, users: np.ndarray, device: torch.device,
+                batch_size: int = 512) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """`(users, history (B, n_items), logits (B, n_items))` per batch of `users`, histories
+    taken from the rows of `inputs`; the network in eval mode and without gradients."""
+    was = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            items = torch.arange(net.n_items, device=device)
+            out = net.items(items)
+            ctx = net.context(items, out)
+            for s in range(0, users.size, batch_size):
+                u = users[s:s + batch_size]
+                bag = _dense(inputs[u], None, device)
+                hu, bu = net.users(torch.from_numpy(u).to(device), bag, ctx)
+                yield u, bag, net.logits(hu, bu, out)
+    finally:
+        net.train(was)
+
+
 def validation_ndcg(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix, k: int,
                     device: torch.device, batch_size: int = 512, *,
                     shard: tuple[int, int] = (0, 1)) -> float:
@@ -157,22 +177,10 @@ def validation_ndcg(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix, k: i
     users = np.flatnonzero(np.diff(target.indptr))
     if users.size == 0:
         return float("nan")
-    users = users[rank::world]
-    was = net.training
-    net.eval()
     total, n = 0.0, 0
-    with torch.no_grad():
-        items = torch.arange(net.n_items, device=device)
-        out = net.items(items)
-        ctx = net.context(items, out)
-        for s in range(0, users.size, batch_size):
-            u = users[s:s + batch_size]
-            bag = _dense(inputs[u], None, device)
-            hu, bu = net.users(torch.from_numpy(u).to(device), bag, ctx)
-            scores = net.logits(hu, bu, out).masked_fill(bag > 0, float("-inf"))
-            t, c = _ndcg(scores, target[u], k)
-            total, n = total + t, n + c
-    net.train(was)
+    for u, bag, logits in user_logits(net, inputs, users[rank::world], device, batch_size):
+        t, c = _ndcg(logits.masked_fill(bag > 0, float("-inf")), target[u], k)
+        total, n = total + t, n + c
     if world > 1:
         total, n = distributed.all_reduce_sum([total, n], device)
     return float(total / max(n, 1))
