@@ -31,21 +31,6 @@ def _minilm_dir() -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_bert_dir(tmp_path_factory) -> str:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tok = AutoTokenizer.from_pretrained(_minilm_dir())
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64))
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def tiny(tiny_bert_dir):
     return get_encoder("text", model_name_or_path=tiny_bert_dir, max_length=32, device="cpu")
 

