@@ -28,7 +28,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from . import distributed
 from .checkpoint import Checkpoint, check_fingerprint, fingerprint, load_checkpoint, save_checkpoint
 from .errors import ConfigError, TrainingDivergedError
+from .history import History
 
 __all__ = ["TrainConfig", "Callback", "train_network", "History"]
 
@@ -104,19 +105,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class History:
-    """What happened during training."""
-
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = -1
-    best_score: float = -math.inf
-    stopped_early: bool = False
-    interrupted: bool = False
-    seconds: float = 0.0
-    item_item_scale: float | None = None  # multiplier of the item-item weight set on validation
 
 
 def _dense(rows: sp.csr_matrix, cols: np.ndarray | None, device: torch.device) -> torch.Tensor:
