@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multirec.datasets import movielens
+from multirec.datasets import download, movielens
 from multirec.errors import DataError, DatasetError
 
 ML100K = os.environ.get("MULTIREC_ML100K")
@@ -164,7 +164,7 @@ def test_download_from_url_with_checksum_and_cache(offline_100k, tmp_path, monke
     def no_network(url, dest):
         raise AssertionError("the cached copy should be used")
 
-    monkeypatch.setattr(movielens, "_fetch", no_network)
+    monkeypatch.setattr(download, "fetch", no_network)
     assert movielens.load("ml-100k", cache_dir=cache).data.nnz == 5
     monkeypatch.setenv("MULTIREC_DATA", str(cache))  # cache root from the environment
     assert movielens.load("ml-100k").path == cache / "ml-100k"
@@ -202,7 +202,7 @@ def test_download_failure_tells_to_pass_data_dir(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(movielens.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(DatasetError, match="network unreachable.*data_dir=") as err:
         movielens.load("ml-100k", cache_dir=tmp_path)
     assert "https://files.grouplens.org/datasets/movielens/ml-100k.zip" in str(err.value)

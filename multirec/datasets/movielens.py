@@ -14,12 +14,7 @@ use; the loader never copies it anywhere else.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
-import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +23,7 @@ import pandas as pd
 
 from ..data import InteractionData
 from ..errors import DataError, DatasetError
+from .download import Source, locate
 
 __all__ = ["MovieLens", "load", "SETS"]
 
@@ -86,88 +82,16 @@ class MovieLens:
 
 
 # ---------------------------------------------------------------------- locating the files
-def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("MULTIREC_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "multirec" / "datasets"
-
-
-def _missing(path: Path, files: tuple[str, ...]) -> list[str]:
-    return [f for f in files if not (path / f).is_file()]
-
-
-def _fetch(url: str, dest: Path) -> None:
-    """Download `url` to `dest` (replaced in tests)."""
-    with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:
-        shutil.copyfileobj(resp, out, length=1 << 20)
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _download(name: str, root: Path) -> Path:
-    """`root/name` with the official files, downloading and extracting the zip if needed."""
+def _source(name: str) -> Source:
     spec = SETS[name]
-    target = root / name
-    if not _missing(target, spec.files):
-        return target
-    hint = (f"download {spec.url} yourself, unzip it and pass data_dir=<the {name} folder with "
-            f"{', '.join(spec.files)}> (or set ${spec.env})")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    except OSError as exc:
-        raise DatasetError(f"cannot create the cache folder {str(root)!r} ({exc}); pass cache_dir= "
-                           f"or {hint}") from exc
-    try:
-        zpath = tmp / f"{name}.zip"
-        try:
-            _fetch(spec.url, zpath)
-        except (OSError, ValueError) as exc:  # URLError, HTTPError, timeouts are OSErrors
-            raise DatasetError(f"cannot download {spec.url} ({exc}); {hint}") from exc
-        digest = _md5(zpath)
-        if digest != spec.md5:
-            raise DatasetError(f"checksum mismatch for {spec.url}: md5 {digest}, expected {spec.md5} "
-                               f"(the download is corrupt or changed); try again or {hint}")
-        try:
-            with zipfile.ZipFile(zpath) as z:
-                z.extractall(tmp)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise DatasetError(f"cannot extract {spec.url} ({exc}); {hint}") from exc
-        extracted = tmp / name
-        if _missing(extracted, spec.files):
-            raise DatasetError(f"the zip from {spec.url} lacks {_missing(extracted, spec.files)}; {hint}")
-        if target.exists():  # an incomplete earlier copy
-            shutil.rmtree(target)
-        os.replace(extracted, target)  # atomic: readers see all files or none
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return Source(name, spec.url, spec.files, spec.env, archive_hash=spec.md5, algorithm="md5")
 
 
 def _resolve(name: str, data_dir: str | os.PathLike | None,
              cache_dir: str | os.PathLike | None) -> Path:
     if name not in SETS:
         raise DatasetError(f"unknown MovieLens set {name!r}; choose one of {sorted(SETS)}")
-    spec = SETS[name]
-    source = "data_dir"
-    if data_dir is None and os.environ.get(spec.env):
-        data_dir, source = os.environ[spec.env], f"${spec.env}"
-    if data_dir is None:
-        return _download(name, _cache_root(cache_dir))
-    path = Path(data_dir).expanduser()
-    missing = _missing(path, spec.files)
-    if missing:
-        raise DatasetError(
-            f"{source}={str(path)!r} lacks {missing}; it must be the unzipped official {name} folder "
-            f"with {list(spec.files)} (get it from {spec.url})")
-    return path
+    return locate(_source(name), data_dir, cache_dir)
 
 
 # ---------------------------------------------------------------------- reading
