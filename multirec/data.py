@@ -15,6 +15,8 @@ no interactions (cold items); items may lack any modality (see `content_mask`).
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,6 +32,8 @@ __all__ = ["InteractionData", "FeatureMatrix"]
 
 Duplicates = Literal["sum", "max", "first", "last"]
 _DUPLICATES = ("sum", "max", "first", "last")
+MODALITY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # modality names become buffer names
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -74,6 +78,7 @@ class FeatureMatrix:
                 f"{kind}_features must be a dict {{id: [names] or {{name: weight}}}} or a DataFrame "
                 f"indexed by {kind} ID, got {type(table).__name__}"
             )
+        check_key_types(rows.keys(), idmap, f"{kind}_features")
         index = idmap.extend(rows.keys())
         names: dict[str, int] = {}
         r, c, v = [], [], []
@@ -182,6 +187,8 @@ class InteractionData:
         """
         user_arr = _as_list(users, "users")
         item_arr = _as_list(items, "items")
+        _no_missing_ids(user_arr, "users")
+        _no_missing_ids(item_arr, "items")
         if len(user_arr) != len(item_arr):
             raise DataError(f"users has {len(user_arr)} entries but items has {len(item_arr)}")
         if duplicates not in _DUPLICATES:
@@ -205,11 +212,9 @@ class InteractionData:
                     f"no interaction has a rating >= rating_threshold={rating_threshold} "
                     f"(ratings range {w.min():g}..{w.max():g}); lower the threshold"
                 )
-        if w is not None and not binary and (w[keep] < 0).any():
-            raise DataError(
-                f"{int((w[keep] < 0).sum())} weights are negative; implicit-feedback weights must be "
-                ">= 0 (use rating_threshold to turn explicit ratings into positives)"
-            )
+        if w is not None:
+            _check_weights(w, keep)
+            keep &= w != 0  # a zero weight is no interaction (as in a sparse matrix)
         if not keep.any():
             raise DataError("no interactions: the data is empty")
 
@@ -223,6 +228,11 @@ class InteractionData:
         vals = np.ones(len(rows)) if (binary or w is None) else w[keep]
         times = None if t is None else t[keep]
         rows, cols, vals, times = _merge_duplicates(rows, cols, vals, times, duplicates, binary)
+        if not np.isfinite(vals).all():
+            raise DataError(
+                f"merging duplicate (user, item) rows with duplicates={duplicates!r} gives weights "
+                f"above the float32 range ({_F32_MAX:.3g}); rescale the weights or use "
+                "duplicates='max'")
 
         content = _build_content(item_content, item_map)
         ufeat = FeatureMatrix.build(user_features, user_map, "user") if user_features is not None else None
@@ -286,6 +296,9 @@ class InteractionData:
         coo = sp.coo_matrix(matrix)
         coo.sum_duplicates()
         coo.eliminate_zeros()
+        if coo.nnz == 0:
+            raise DataError(f"the {coo.shape} matrix has no non-zero entries: all weights are zero, "
+                            "so there are no interactions")
         user_ids = list(range(coo.shape[0])) if user_ids is None else list(user_ids)
         item_ids = list(range(coo.shape[1])) if item_ids is None else list(item_ids)
         if (len(user_ids), len(item_ids)) != coo.shape:
@@ -437,8 +450,7 @@ def _build_content(item_content: Mapping[str, Mapping[Any, Any]] | None, item_ma
         )
     content: dict[str, list[Any]] = {}
     for modality, table in item_content.items():
-        if not isinstance(modality, str):
-            raise DataError(f"modality names must be strings, got {modality!r}")
+        check_modality_name(modality)
         if isinstance(table, pd.Series):
             table = table.to_dict()
         if not isinstance(table, Mapping):
@@ -446,6 +458,12 @@ def _build_content(item_content: Mapping[str, Mapping[Any, Any]] | None, item_ma
                 f"item_content[{modality!r}] must map item IDs to content (a dict or pandas Series), "
                 f"got {type(table).__name__}"
             )
+        if not table or all(_is_missing(v) for v in table.values()):
+            raise DataError(
+                f"item_content[{modality!r}] has no content ({len(table)} entries, none present); "
+                f"give {{item_id: content}} for at least one item or leave {modality!r} out"
+            )
+        check_key_types(table.keys(), item_map, f"item_content[{modality!r}]")
         index = item_map.extend(table.keys())
         column: list[Any] = [None] * len(item_map)
         for idx, raw in zip(index, table.values()):
@@ -455,4 +473,84 @@ def _build_content(item_content: Mapping[str, Mapping[Any, Any]] | None, item_ma
 
 
 def _is_missing(raw: Any) -> bool:
-    return raw is None or (isinstance(raw, float) and np.isnan(raw))
+    return raw is None or (isinstance(raw, (float, np.floating)) and bool(np.isnan(raw)))
+
+
+def check_modality_name(name: Any) -> str:
+    """`name` if it is a valid modality name (a Python identifier: `[A-Za-z_][A-Za-z0-9_]*`)."""
+    if not isinstance(name, str) or not MODALITY_NAME.fullmatch(name):
+        raise DataError(
+            f"invalid modality name {name!r}: modality names must match [A-Za-z_][A-Za-z0-9_]* "
+            "(letters, digits and underscores, not starting with a digit), e.g. 'text' or 'image_2'"
+        )
+    return name
+
+
+def check_key_types(keys: Iterable[Any], idmap: IdMap, where: str) -> None:
+    """Reject (or warn about) content/feature keys whose type differs from the interaction IDs.
+
+    A key such as `17` (int) when the interaction IDs are strs (and "17" is one of them) would
+    silently add a second, content-only item: raise, naming the key and its type. Keys of
+    another type that match no ID in either form become new (cold) items: warn.
+    """
+    known = {type(x) for x in idmap}
+    if not known:
+        return
+    for raw in keys:
+        key = raw.item() if isinstance(raw, np.generic) else raw
+        if type(key) in known or isinstance(key, bool) or not isinstance(key, (str, int)):
+            continue  # bad types are reported by IdMap
+        other = str(key) if isinstance(key, int) else (int(key) if _is_int_text(key) else None)
+        kinds = "/".join(sorted(t.__name__ for t in known))
+        if other is not None and other in idmap:
+            raise DataError(
+                f"{where}: key {key!r} is of type {type(key).__name__} but the {idmap.kind} IDs "
+                f"are {kinds} ({other!r} is one of them), so it would become a second item; "
+                f"convert the keys to {type(other).__name__}, e.g. {{{type(other).__name__}(k): v "
+                "for k, v in table.items()}"
+            )
+        warnings.warn(
+            f"{where}: key {key!r} is of type {type(key).__name__} but the {idmap.kind} IDs are "
+            f"{kinds}; keys like it become new {idmap.kind}s with no interactions. Convert the "
+            "keys if they name existing ones", UserWarning, stacklevel=4)
+        return
+
+
+def _is_int_text(text: str) -> bool:
+    return text.lstrip("-").isdigit() and str(int(text)) == text
+
+
+def _no_missing_ids(values: Any, name: str) -> None:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iub":
+        return
+    bad = np.flatnonzero(pd.isna(np.asarray(values, dtype=object)))
+    if bad.size:
+        raise DataError(
+            f"{name} contains {bad.size} missing ID(s) (None/NaN; first at row {int(bad[0])}); drop "
+            "those rows, e.g. df = df.dropna(subset=['user', 'item']) (astype(str) would turn "
+            "them into an ID 'nan')"
+        )
+
+
+def _check_weights(w: np.ndarray, keep: np.ndarray) -> None:
+    """Weights must fit float32 and be >= 0 where kept; not all of them zero."""
+    big = np.abs(w) > _F32_MAX
+    if big.any():
+        first = int(np.flatnonzero(big)[0])
+        raise DataError(
+            f"weights has {int(big.sum())} value(s) beyond the float32 range (first at row {first}: "
+            f"{w[first]:g}); rescale the weights (e.g. np.log1p)"
+        )
+    neg = keep & (w < 0)
+    if neg.any():
+        first = int(np.flatnonzero(neg)[0])
+        raise DataError(
+            f"{int(neg.sum())} weights are negative (first at row {first}: {w[first]:g}); "
+            "implicit-feedback weights must be >= 0 (use rating_threshold to turn explicit "
+            "ratings into positives, or drop the rows)"
+        )
+    if keep.any() and not (w[keep] != 0).any():
+        raise DataError(
+            f"all {int(keep.sum())} weights are zero, so there are no interactions; a zero weight "
+            "means no interaction (pass weights=None or weight_col=None to count every row)"
+        )

@@ -20,10 +20,15 @@ def _normalise(raw: Any) -> RawId:
     if isinstance(raw, np.generic):
         raw = raw.item()
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise DataError(
-            f"IDs must be str or int, got {raw!r} of type {type(raw).__name__}; "
-            "convert the ID column, e.g. df['item'] = df['item'].astype(str)"
-        )
+        if raw is None or (isinstance(raw, float) and raw != raw):
+            fix = ("drop the rows with missing IDs, e.g. df = df.dropna(subset=['user', 'item']) "
+                   "(astype(str) would make them an ID 'nan')")
+        elif isinstance(raw, float) and raw.is_integer():
+            fix = ("a float ID usually comes from an int column with missing values: drop those "
+                   "rows (df.dropna(subset=[...])), then df['item'] = df['item'].astype(int)")
+        else:
+            fix = "convert the ID column, e.g. df['item'] = df['item'].astype(str)"
+        raise DataError(f"IDs must be str or int, got {raw!r} of type {type(raw).__name__}; {fix}")
     return raw
 
 
