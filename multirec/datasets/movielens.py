@@ -1,4 +1,4 @@
-"""MovieLens 100K / 1M: the official GroupLens files → `InteractionData` with item text.
+"""MovieLens 100K / 1M / 20M: the official GroupLens files → `InteractionData` with item text and tags.
 
     >>> ml = load("ml-100k")                                  # downloads once to a cache dir
     >>> ml = load("ml-100k", data_dir="path/to/ml-100k", min_rating=4)
@@ -6,7 +6,7 @@
     "Toy Story (1995). Genres: Animation, Children's, Comedy"
 
 The folder is resolved as: the `data_dir` argument, then $MULTIREC_ML100K / $MULTIREC_ML1M
-(for the respective set), then a cache folder (`cache_dir`, $MULTIREC_DATA or
+/ $MULTIREC_ML20M (for the respective set), then a cache folder (`cache_dir`, $MULTIREC_DATA or
 ~/.cache/multirec/datasets) into which the official zip is downloaded once, its MD5 checked
 and its contents extracted atomically. MovieLens is GroupLens' data, licensed for research
 use; the loader never copies it anywhere else.
@@ -43,6 +43,9 @@ SETS: dict[str, _Set] = {
     "ml-1m": _Set("https://files.grouplens.org/datasets/movielens/ml-1m.zip",
                   "c4d9eecfca2ab87c1945afe126590906", "MULTIREC_ML1M",
                   ("ratings.dat", "movies.dat", "users.dat")),
+    "ml-20m": _Set("https://files.grouplens.org/datasets/movielens/ml-20m.zip",
+                   "cd245b17a1ae2cc31bb14903e1204af3", "MULTIREC_ML20M",
+                   ("ratings.csv", "movies.csv", "tags.csv")),  # genome-*.csv are optional
 }
 
 _GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -65,10 +68,11 @@ class MovieLens:
 
     Attributes:
         data: interactions (rating weights, or binary with `min_rating`) with timestamps,
-            item content {"text": ...}, item features (genres, decade) and user features
-            (age group, gender, occupation).
-        items: one row per movie: item, title, genres (list), year, text (+ the raw columns).
-        users: one row per user: user, age, age_group, gender, occupation, zip.
+            item content {"text": str, "tags": [str]}, item features (genres, decade) and
+            user features (age group, gender, occupation; none for ml-20m).
+        items: one row per movie: item, title, genres (list), tags (list), year, text (+ the
+            raw columns).
+        users: one row per user: user, age, age_group, gender, occupation, zip (ml-20m: user).
         path: the folder the files were read from.
     """
 
@@ -123,56 +127,110 @@ def _read_1m(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.S
     return ratings, items, users, pd.Series(np.nan, index=items.index)
 
 
-def _read(name: str, path: Path):
+def _read_20m(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series]:
+    ratings = pd.read_csv(path / "ratings.csv", header=0, names=["user", "item", "rating", "timestamp"])
+    items = pd.read_csv(path / "movies.csv", header=0, names=["item", "title", "genre_str"],
+                        encoding="utf-8", keep_default_na=False)
+    items["genres"] = [[x for x in str(g).split("|") if x and x != "(no genres listed)"]
+                       for g in items["genre_str"]]
+    users = pd.DataFrame({"user": pd.unique(ratings["user"])})  # ml-20m has no user file
+    return ratings, items, users, pd.Series(np.nan, index=items.index)
+
+
+def _user_tags(path: Path) -> dict[int, list[str]]:
+    """ml-20m tags.csv: {movie: tags lower-cased, most often applied first (ties by name)}."""
+    tags = pd.read_csv(path / "tags.csv", header=0, names=["user", "item", "tag", "timestamp"],
+                       encoding="utf-8", keep_default_na=False, dtype={"tag": str})
+    tags["tag"] = tags["tag"].str.strip().str.lower()
+    tags = tags[tags["tag"] != ""]
+    counts = tags.groupby(["item", "tag"]).size().reset_index(name="n")
+    counts = counts.sort_values(["item", "n", "tag"], ascending=[True, False, True])
+    return {int(i): list(g) for i, g in counts.groupby("item")["tag"]}
+
+
+def _genome_tags(path: Path, top: int) -> dict[int, list[str]]:
+    """ml-20m tag genome: {movie: its `top` genome tags by relevance}; {} without the files."""
+    if top <= 0 or not (path / "genome-scores.csv").is_file() or not (path / "genome-tags.csv").is_file():
+        return {}
+    names = pd.read_csv(path / "genome-tags.csv", header=0, names=["tag_id", "tag"])
+    scores = pd.read_csv(path / "genome-scores.csv", header=0, names=["item", "tag_id", "relevance"])
+    scores = scores.sort_values(["item", "relevance"], ascending=[True, False])
+    best = scores.groupby("item").head(top).merge(names, on="tag_id", how="left", sort=False)
+    return {int(i): list(g) for i, g in best.groupby("item", sort=False)["tag"]}
+
+
+_READERS = {"ml-100k": _read_100k, "ml-1m": _read_1m, "ml-20m": _read_20m}
+
+
+def _read(name: str, path: Path, genome_tags: int):
     try:
-        ratings, items, users, release_year = _read_100k(path) if name == "ml-100k" else _read_1m(path)
+        ratings, items, users, release_year = _READERS[name](path)
         for col in ("user", "item", "rating", "timestamp"):
             ratings[col] = pd.to_numeric(ratings[col])
         items["item"] = pd.to_numeric(items["item"])
         users["user"] = pd.to_numeric(users["user"])
-        users["age"] = pd.to_numeric(users["age"])
+        if "age" in users:
+            users["age"] = pd.to_numeric(users["age"])
+        tags = [list(g) for g in items["genres"]]
+        if name == "ml-20m":
+            extra = [_user_tags(path), _genome_tags(path, genome_tags)]
+            tags = [list(dict.fromkeys(t + [x for e in extra for x in e.get(int(i), [])]))
+                    for i, t in zip(items["item"], tags)]
+        items["tags"] = tags
         return ratings, items, users, release_year
-    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, IndexError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DatasetError(f"cannot parse the {name} files in {str(path)!r} ({exc}); they do not "
                            f"have the official layout — re-download {SETS[name].url}") from exc
 
 
 def load(name: str = "ml-100k", data_dir: str | os.PathLike | None = None, *,
-         min_rating: float | None = None, cache_dir: str | os.PathLike | None = None) -> MovieLens:
-    """Load MovieLens 100K ("ml-100k") or 1M ("ml-1m").
+         min_rating: float | None = None, cache_dir: str | os.PathLike | None = None,
+         genome_tags: int = 0) -> MovieLens:
+    """Load MovieLens 100K ("ml-100k"), 1M ("ml-1m") or 20M ("ml-20m").
 
     Args:
-        data_dir: folder with the official files; default $MULTIREC_ML100K / $MULTIREC_ML1M,
-            else the download cache.
+        data_dir: folder with the official files; default $MULTIREC_ML100K / $MULTIREC_ML1M /
+            $MULTIREC_ML20M, else the download cache.
         min_rating: keep only ratings >= it, as binary positives (every user and item stays
             in the catalogue); None keeps all ratings as weights (1–5).
         cache_dir: where to download to (default $MULTIREC_DATA or ~/.cache/multirec/datasets).
+        genome_tags: ml-20m only: append each movie's this many most relevant tag-genome tags
+            (genome-scores.csv, if present) to its `tags`; 0 adds none.
 
-    Item text is "Title (year). Genres: a, b"; item features are "genre:<name>" and
-    "decade:<1990>"; user features are "age:<group>", "gender:<M/F>", "occupation:<name>".
+    Item content: `text` is "Title (year). Genres: a, b"; `tags` is the list of genres, for
+    ml-20m followed by the users' tags (tags.csv, lower-cased, most often applied first) and
+    the genome tags (duplicates dropped). Item features are "genre:<name>" and "decade:<1990>";
+    user features (100K/1M; ml-20m has no user data) are "age:<group>", "gender:<M/F>",
+    "occupation:<name>".
     """
     if min_rating is not None and (isinstance(min_rating, bool) or not isinstance(
             min_rating, (int, float, np.integer, np.floating)) or not np.isfinite(min_rating)):
         raise DataError(f"min_rating must be a number (e.g. 4) or None, got {min_rating!r}")
+    if isinstance(genome_tags, bool) or not isinstance(genome_tags, (int, np.integer)) or genome_tags < 0:
+        raise DataError(f"genome_tags must be an int >= 0 (e.g. 10), got {genome_tags!r}")
     path = _resolve(name, data_dir, cache_dir)
-    ratings, items, users, release_year = _read(name, path)
+    ratings, items, users, release_year = _read(name, path, int(genome_tags))
 
     title_year = pd.to_numeric(items["title"].str.extract(r"\((\d{4})\)\s*$")[0], errors="coerce")
     items["year"] = title_year.fillna(release_year).astype("Int64")
     items["text"] = [f"{str(t).strip()}. Genres: {', '.join(g)}" if g else str(t).strip()
                      for t, g in zip(items["title"], items["genres"])]
-    users["age_group"] = [_AGE_NAMES[np.searchsorted(_AGE_EDGES, a, side="right")] for a in users["age"]]
+    user_features = None
+    if "age" in users:
+        users["age_group"] = [_AGE_NAMES[np.searchsorted(_AGE_EDGES, a, side="right")]
+                              for a in users["age"]]
+        user_features = {u: [f"age:{a}", f"gender:{g}", f"occupation:{o}"]
+                         for u, a, g, o in zip(users["user"], users["age_group"], users["gender"],
+                                               users["occupation"])}
 
     item_features = {
         i: [f"genre:{g}" for g in genres] + ([] if pd.isna(y) else [f"decade:{int(y) // 10 * 10}"])
         for i, genres, y in zip(items["item"], items["genres"], items["year"])}
-    user_features = {u: [f"age:{a}", f"gender:{g}", f"occupation:{o}"]
-                     for u, a, g, o in zip(users["user"], users["age_group"], users["gender"],
-                                           users["occupation"])}
     data = InteractionData.from_arrays(
         ratings["user"].to_numpy(), ratings["item"].to_numpy(), ratings["rating"].to_numpy(float),
         timestamps=ratings["timestamp"].to_numpy(float), rating_threshold=min_rating,
         binary=min_rating is not None, user_ids=users["user"].tolist(), item_ids=items["item"].tolist(),
-        item_content={"text": dict(zip(items["item"], items["text"]))},
+        item_content={"text": dict(zip(items["item"], items["text"])),
+                      "tags": dict(zip(items["item"], items["tags"]))},
         item_features=item_features, user_features=user_features)
     return MovieLens(data, items, users, path)
