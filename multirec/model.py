@@ -32,6 +32,16 @@ from .errors import ConfigError, DataError, NotFittedError
 from .idmap import IdMap
 from .network import TwoTowerNetwork
 from .training import Callback, History, TrainConfig, train_network, user_logits, validation_ndcg
+from .validate import (
+    check_content_table,
+    check_history,
+    check_id_list,
+    check_items_arg,
+    check_modality,
+    check_n,
+    check_query,
+    check_user_ids,
+)
 
 if TYPE_CHECKING:
     from .index import ItemIndex
@@ -328,8 +338,8 @@ class MultimodalRecommender(nn.Module):
         are padded with None / NaN.
         """
         self._check_fitted()
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ConfigError(f"n must be a positive int, got {n!r}")
+        n, items, history = check_n(n), check_items_arg(items), check_history(history)
+        check_user_ids(user_ids)
         if getattr(self, "index_", None) is not None:  # see build_index
             return self.index_.recommend(self, user_ids, n, filter_seen=filter_seen, items=items,
                                          history=history)
@@ -395,7 +405,7 @@ class MultimodalRecommender(nn.Module):
     def score(self, user_ids: Sequence[Any], item_ids: Sequence[Any]) -> np.ndarray:  # (N,)
         """Probability σ(logit) for each (user, item) pair."""
         self._check_fitted()
-        users, items = list(user_ids), list(item_ids)
+        users, items = check_id_list(user_ids, "user_ids"), check_id_list(item_ids, "item_ids")
         if len(users) != len(items):
             raise DataError(f"score() needs as many users as items, got {len(users)} and {len(items)}")
         uidx, iidx = self.user_map_.index(users), self.item_map_.index(items)
@@ -413,6 +423,7 @@ class MultimodalRecommender(nn.Module):
     def similar_items(self, item_id: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Items whose fused vectors are closest (cosine) to `item_id`'s: `(item_ids, sims)`."""
         self._check_fitted()
+        n = check_n(n)
         i = int(self.item_map_.index(item_id))
         h = torch.nn.functional.normalize(self._items_out()[0].h, dim=1)
         sims = (h @ h[i]).cpu().numpy()[None, :]
@@ -437,9 +448,7 @@ class MultimodalRecommender(nn.Module):
         Returns the indices of the items. Existing items get their content replaced.
         """
         self._check_fitted()
-        bad = [m for m in content if m not in self.modalities_]
-        if bad:
-            raise DataError(f"the model has no encoder for modalities {bad}; it has {self.modalities_}")
+        content = check_content_table(content, self.modalities_)
         ids = list(dict.fromkeys(i for table in content.values() for i in table))
         if not ids:
             raise DataError("add_items() got no items")
@@ -532,8 +541,9 @@ class MultimodalRecommender(nn.Module):
         cosine similarities, averaged over the modalities used.
         """
         self._check_fitted()
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"search() needs a non-empty text query, got {text!r}")
+        text, n = check_query(text), check_n(n)
+        if modality is not None:
+            check_modality(modality, self.modalities_)
         mods = [modality] if modality else self.modalities_
         total = np.zeros(self.network.n_items)
         count = np.zeros(self.network.n_items)
