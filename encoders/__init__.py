@@ -9,7 +9,7 @@ imported when an encoder that needs them is built, so `import encoders` stays fa
     >>> enc = encoders.get_encoder("text", model_name_or_path="bert-base-uncased")
 """
 
-from . import audio, image, precomputed, simple, text  # noqa: E402,F401  (register the built-in encoders)
+from . import audio, image, precomputed, simple, tags, text  # noqa: E402,F401  (register the built-in encoders)
 from .base import Encoder, batched, content_hash
 from .errors import (
     CacheError,
