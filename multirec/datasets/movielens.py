@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 
 from ..data import InteractionData
-from ..errors import DataError, DatasetError
+from ..errors import DatasetError
+from .checks import check_int, check_number
 from .download import Source, locate
+from .tables import parsing, ranked_tags
 
 __all__ = ["MovieLens", "load", "SETS"]
 
@@ -143,9 +145,7 @@ def _user_tags(path: Path) -> dict[int, list[str]]:
                        encoding="utf-8", keep_default_na=False, dtype={"tag": str})
     tags["tag"] = tags["tag"].str.strip().str.lower()
     tags = tags[tags["tag"] != ""]
-    counts = tags.groupby(["item", "tag"]).size().reset_index(name="n")
-    counts = counts.sort_values(["item", "n", "tag"], ascending=[True, False, True])
-    return {int(i): list(g) for i, g in counts.groupby("item")["tag"]}
+    return ranked_tags(pd.to_numeric(tags["item"]), tags["tag"])
 
 
 def _genome_tags(path: Path, top: int) -> dict[int, list[str]]:
@@ -163,7 +163,7 @@ _READERS = {"ml-100k": _read_100k, "ml-1m": _read_1m, "ml-20m": _read_20m}
 
 
 def _read(name: str, path: Path, genome_tags: int):
-    try:
+    with parsing(name, path, SETS[name].url):
         ratings, items, users, release_year = _READERS[name](path)
         for col in ("user", "item", "rating", "timestamp"):
             ratings[col] = pd.to_numeric(ratings[col])
@@ -178,9 +178,6 @@ def _read(name: str, path: Path, genome_tags: int):
                     for i, t in zip(items["item"], tags)]
         items["tags"] = tags
         return ratings, items, users, release_year
-    except (ValueError, KeyError, IndexError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot parse the {name} files in {str(path)!r} ({exc}); they do not "
-                           f"have the official layout — re-download {SETS[name].url}") from exc
 
 
 def load(name: str = "ml-100k", data_dir: str | os.PathLike | None = None, *,
@@ -203,13 +200,10 @@ def load(name: str = "ml-100k", data_dir: str | os.PathLike | None = None, *,
     user features (100K/1M; ml-20m has no user data) are "age:<group>", "gender:<M/F>",
     "occupation:<name>".
     """
-    if min_rating is not None and (isinstance(min_rating, bool) or not isinstance(
-            min_rating, (int, float, np.integer, np.floating)) or not np.isfinite(min_rating)):
-        raise DataError(f"min_rating must be a number (e.g. 4) or None, got {min_rating!r}")
-    if isinstance(genome_tags, bool) or not isinstance(genome_tags, (int, np.integer)) or genome_tags < 0:
-        raise DataError(f"genome_tags must be an int >= 0 (e.g. 10), got {genome_tags!r}")
+    min_rating = check_number("min_rating", min_rating, none_ok=True)
+    genome_tags = check_int("genome_tags", genome_tags, 0)
     path = _resolve(name, data_dir, cache_dir)
-    ratings, items, users, release_year = _read(name, path, int(genome_tags))
+    ratings, items, users, release_year = _read(name, path, genome_tags)
 
     title_year = pd.to_numeric(items["title"].str.extract(r"\((\d{4})\)\s*$")[0], errors="coerce")
     items["year"] = title_year.fillna(release_year).astype("Int64")
