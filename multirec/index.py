@@ -7,11 +7,30 @@ maximum-inner-product search (MIPS) over fixed item vectors:
                 = ⟨q_u, x_i⟩ + b_u        q_u = [h_u, cf_u, 1]     x_i = [h_i, s·cf_i, b_i + b]
 
 `b_u` does not change a user's ranking; it is added back so that returned scores are the
-model's logits (probabilities in `recommend`), exactly for the "flat" index. Kinds:
+model's logits (probabilities in `recommend`). Kinds:
 
     flat   faiss.IndexFlatIP: exact, O(n_items) per query
-    ivf    faiss.IndexIVFFlat (inner product), k-means cells; `nlist` cells, `nprobe` searched
-    hnsw   faiss.IndexHNSWFlat (inner product) graph; `m` links per node, `ef_search` beam
+    ivf    faiss.IndexIVFFlat, k-means cells; `nlist` cells, `nprobe` searched per query
+    hnsw   faiss.IndexHNSWFlat graph; `m` links per node, `ef_construction` / `ef_search` beams
+
+MIPS as nearest-neighbour search (`transform=True`): with M = max‖x_i‖, item i is indexed as
+x'_i = [x_i, √(M² − ‖x_i‖²)] and a query as q' = [q, 0]; then ‖q' − x'_i‖² = ‖q‖² + M² −
+2⟨q, x_i⟩, so the L2 nearest neighbours are exactly the largest inner products. Measured
+(benchmarks/results/retrieval.md): the transform helps IVF (its k-means cells follow the
+directions instead of the few largest norms) and hurts HNSW badly (recall@10 0.44 vs 0.99 at
+efSearch 64 on long-tailed norms: the query lies far from the sphere all items sit on), so
+the defaults are `ivf` with and `hnsw` without it. Every approximate kind returns the exact
+inner products of the items it finds (rescored from the stored vectors when transformed).
+
+Defaults (`from_vectors`): nlist = 4√N for N ≤ 250k, 2√N above (fewer cells keep the k-means
+at 1M items within a minute on 2 cores; trained on ≤ 64 points a cell), m = 32,
+ef_construction = 40 (half the build time of 80 for < 0.01 recall). `nprobe` and `ef_search`
+left at None are *calibrated* at build time: the smallest value on a doubling-by-1.5 grid whose
+recall@10 against exact search reaches `target_recall` (0.95) on 256 sample queries (the
+model's own users in `build`; in `from_vectors` `queries`, else Gaussian queries with the
+items' per-dimension mean and spread). `params["estimated_recall"]` records what was reached.
+Above ~500k items prefer "ivf" on a small CPU: HNSW builds are the slow part (see the
+benchmark for measured build seconds at 1M).
 
 Models with the full-rank item-item term (`item_item`, EASE weights; only practical for
 catalogues that fit n_items² floats) add `t·s_u[i]` to the logit, which is no inner product
@@ -40,16 +59,49 @@ import scipy.sparse as sp
 import torch
 
 from .errors import ConfigError, DataError, MissingBackendError, ModelFileError
-from .io import _sha256, atomic_directory
-from .model import MultimodalRecommender, _binary, _ids_with_pad, _topk
+from .model import MultimodalRecommender
+from .progress import progress
 
-__all__ = ["ItemIndex", "KINDS", "item_vectors"]
+__all__ = ["ItemIndex", "KINDS", "item_vectors", "mips_transform"]
 
+
+# ====================================================================== model adapter
+# The only places that reach into the model's internals (private helpers of model.py and
+# io.py). Kept together so that they can be switched to a public `multirec.scoring` API.
+from .io import _sha256, atomic_directory  # noqa: E402
+from .model import _binary, _ids_with_pad, _topk  # noqa: E402
+
+
+def _check_fitted(model: Any) -> None:
+    if not isinstance(model, MultimodalRecommender):
+        raise ConfigError(f"expected a fitted MultimodalRecommender, got {type(model).__name__}; "
+                          "for other vectors use ItemIndex.from_vectors(vectors)")
+    model._check_fitted()  # NotFittedError that says to call fit() / from_pretrained()
+
+
+def _items_out(model: Any) -> tuple[Any, torch.Tensor]:
+    """Item-tower output (.h, .cf, .bias, .memory) and context vectors of the whole catalogue."""
+    return model._items_out()
+
+
+def _user_vectors(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
+                  ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d + k [+ n_items]), (B,)
+    return model._user_vectors(users, bag)
+
+
+def _history_matrix(model: Any, histories: Sequence[Sequence[Any]]) -> sp.csr_matrix:
+    return model._history_matrix(histories)  # (B, n_items)
+
+
+# ====================================================================== constants
 KINDS = ("flat", "ivf", "hnsw")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional MIPS→L2 transform ("transform" in index.json); 1 read as IP
 _INDEX_FILE, _META_FILE = "index.faiss", "index.json"
 _N_CHECK = 32  # item vectors kept to check that an index matches the model it serves
 _DENSE_BUDGET = 1 << 25  # max floats in a dense (users × items) block
+_DEFAULT_TRANSFORM = {"flat": False, "ivf": True, "hnsw": False}  # measured, see docstring
+_N_CALIBRATE = 256  # sample queries for choosing nprobe / ef_search
+_ADD_CHUNK = 65536  # HNSW items added per step (progress bar)
 
 
 def _faiss() -> Any:
@@ -66,11 +118,10 @@ def _check_n(n: Any) -> int:
     return int(n)
 
 
-def _check_fitted(model: Any) -> None:
-    if not isinstance(model, MultimodalRecommender):
-        raise ConfigError(f"expected a fitted MultimodalRecommender, got {type(model).__name__}; "
-                          "for other vectors use ItemIndex.from_vectors(vectors)")
-    model._check_fitted()  # NotFittedError that says to call fit() / from_pretrained()
+def _check_int(name: str, value: Any, low: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                              or value < low):
+        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
 
 
 def _uses_cf(net: Any) -> bool:
@@ -88,7 +139,7 @@ def item_vectors(model: Any, rows: np.ndarray | None = None) -> np.ndarray:  # (
     """
     _check_fitted(model)
     net = model.network
-    out, _ = model._items_out()
+    out, _ = _items_out(model)
     sel = slice(None) if rows is None else torch.as_tensor(np.asarray(rows, np.int64), device=out.h.device)
     with torch.no_grad():
         parts = [out.h[sel]]  # (N, d)
@@ -99,20 +150,51 @@ def item_vectors(model: Any, rows: np.ndarray | None = None) -> np.ndarray:  # (
     return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
 
 
+def mips_transform(vectors: np.ndarray) -> tuple[np.ndarray, float]:  # (N, D + 1), M²
+    """Items `x_i` → `[x_i, √(M² − ‖x_i‖²)]` with `M² = max‖x_i‖²` (returned too).
+
+    Queries get a 0 appended; L2 nearest neighbours of `[q, 0]` are then the items with the
+    largest `⟨q, x_i⟩` (`‖q' − x'_i‖² = ‖q‖² + M² − 2⟨q, x_i⟩`).
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    norm2 = np.einsum("nd,nd->n", x, x, dtype=np.float64)  # (N,)
+    m2 = float(norm2.max()) if len(x) else 0.0
+    out = np.empty((len(x), x.shape[1] + 1), np.float32)
+    out[:, :-1] = x
+    out[:, -1] = np.sqrt(np.maximum(m2 - norm2, 0.0))
+    return out, m2
+
+
 def _user_parts(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
                 ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d + k [+ n_items]), (B,)
     """User-tower output and biases for one batch (`users` None: fold-in from `bag`)."""
     net = model.network
     if _uses_item_item(net):  # the item-item scores need the whole bag anyway
-        return model._user_vectors(users, bag)
+        return _user_vectors(model, users, bag)
     # only the columns the batch interacted with: O(nnz) instead of O(B × n_items)
-    _, ctx = model._items_out()
+    _, ctx = _items_out(model)
     cols = np.unique(bag.indices).astype(np.int64)
     dev = model.device
     with torch.no_grad():
         dense = torch.from_numpy(bag[:, cols].toarray().astype(np.float32)).to(dev)  # (B, c)
         u = None if users is None else torch.from_numpy(np.asarray(users, np.int64)).to(dev)
         return net.users(u, dense, ctx[torch.from_numpy(cols).to(dev)])
+
+
+def _grid(low: int, high: int) -> list[int]:
+    """low, ~1.5·low, 2·low, … up to high (inclusive): the calibration candidates."""
+    out, v = [], max(1, low)
+    while v < high:
+        out.append(v)
+        v = max(v + 1, int(round(v * 1.5)))
+    return [*out, high]
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean |found ∩ truth| / |truth| per row (rows of item indices, -1 ignored)."""
+    hits = [len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, int((b >= 0).sum()))
+            for a, b in zip(found, truth)]
+    return float(np.mean(hits)) if hits else 1.0
 
 
 class ItemIndex:
@@ -124,9 +206,14 @@ class ItemIndex:
     """
 
     def __init__(self, index: Any, kind: str, params: Mapping[str, Any],
-                 check: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 check: tuple[np.ndarray, np.ndarray] | None = None,
+                 vectors: np.ndarray | None = None) -> None:
         self._index, self._kind, self._params = index, kind, dict(params)
         self._check = check  # (rows, vectors) sampled at build time
+        self._transform = bool(self._params.get("transform", False))
+        # (N, D) exact item vectors for rescoring a transformed index (a view, no copy)
+        self._vectors = vectors
+        self._dim = int(index.d) - 1 if self._transform else int(index.d)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -134,10 +221,16 @@ class ItemIndex:
         """Index the item vectors of a fitted `MultimodalRecommender`.
 
         Keyword arguments are those of `from_vectors` (nlist, nprobe, m, ef_construction,
-        ef_search, num_threads, seed).
+        ef_search, transform, target_recall, num_threads, seed, show_progress); nprobe /
+        ef_search are calibrated on up to 256 of the model's own users unless given.
         """
         _check_fitted(model)
         x = item_vectors(model)
+        if kind in ("ivf", "hnsw") and kw.get("queries") is None and len(model.user_map_):
+            users = np.random.default_rng(kw.get("seed", 0)).permutation(len(model.user_map_))
+            raw = list(model.user_map_.ids(np.sort(users[:_N_CALIBRATE])))
+            probe = cls.from_vectors(x[:1], "flat")  # only its dim is used by _queries
+            kw["queries"] = probe._queries(model, raw, None, with_seen=False)[0]
         index = cls.from_vectors(x, kind, **kw)
         rows = np.unique(np.linspace(0, len(x) - 1, min(_N_CHECK, len(x))).astype(np.int64))
         index._check = (rows, x[rows].copy())
@@ -152,20 +245,32 @@ class ItemIndex:
         nlist: int | None = None,
         nprobe: int | None = None,
         m: int = 32,
-        ef_construction: int = 80,
-        ef_search: int = 64,
+        ef_construction: int = 40,
+        ef_search: int | None = None,
+        transform: bool | None = None,
+        target_recall: float = 0.95,
+        queries: np.ndarray | None = None,  # (Q, D) calibration queries
         num_threads: int | None = None,
         seed: int = 0,
+        show_progress: bool = True,
     ) -> ItemIndex:
         """Index arbitrary item vectors for inner-product search.
 
         Args:
             kind: "flat" (exact), "ivf" or "hnsw" (approximate).
-            nlist: IVF cells; default ≈ 4√N, at most N / 39 (k-means wants ≥ 39 points a cell).
-            nprobe: IVF cells searched per query (more: better recall, slower); default nlist / 8.
-            m: HNSW links per node. ef_construction / ef_search: HNSW beam widths.
+            nlist: IVF cells; default 4√N (2√N above 250k items), at most N / 39.
+            nprobe: IVF cells searched per query; None: calibrated for `target_recall`.
+            m: HNSW links per node. ef_construction: HNSW build beam (40).
+            ef_search: HNSW search beam; None: calibrated for `target_recall`.
+            transform: index `[x, √(M² − ‖x‖²)]` under L2 (see module docstring); None: the
+                measured better choice (ivf: True, hnsw: False); "flat" is always exact IP.
+            target_recall: recall@10 vs exact that the calibrated nprobe / ef_search reach on
+                the calibration queries.
+            queries: calibration queries (Q, D); None: 256 Gaussian queries with the items'
+                per-dimension mean and std.
             num_threads: FAISS OpenMP threads (process-wide setting); None leaves it alone.
-            seed: seed of the IVF k-means.
+            seed: seed of the IVF k-means and of the calibration queries.
+            show_progress: a progress bar while a large HNSW graph is built.
         """
         if kind not in KINDS:
             raise ConfigError(f"unknown index kind {kind!r}; choose one of {list(KINDS)}")
@@ -179,39 +284,92 @@ class ItemIndex:
         for name, value, low in [("m", m, 2), ("ef_construction", ef_construction, 1),
                                  ("ef_search", ef_search, 1), ("nlist", nlist, 1), ("nprobe", nprobe, 1),
                                  ("num_threads", num_threads, 1)]:
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                      or value < low):
-                raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+            _check_int(name, value, low)
+        if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) \
+                or not 0.0 < target_recall <= 1.0:
+            raise ConfigError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
+        if transform is None:
+            transform = _DEFAULT_TRANSFORM[kind]
+        if kind == "flat" and transform:
+            raise ConfigError("transform=True applies to 'ivf' and 'hnsw'; 'flat' is exact "
+                              "inner-product search already")
         faiss = _faiss()
         if num_threads is not None:
             faiss.omp_set_num_threads(int(num_threads))
         params: dict[str, Any] = {}
+        stored, kept = x, None
+        if transform:
+            stored, m2 = mips_transform(x)
+            kept = stored[:, :d]  # (N, D) view for exact rescoring
+            params.update(transform=True, max_norm2=m2)
+        dim = stored.shape[1]
+        metric = faiss.METRIC_L2 if transform else faiss.METRIC_INNER_PRODUCT
         if kind == "flat":
             index = faiss.IndexFlatIP(d)
         elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(d, int(m), faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexHNSWFlat(dim, int(m), metric)
             index.hnsw.efConstruction = int(ef_construction)
             params.update(m=int(m), ef_construction=int(ef_construction))
         else:
             if n == 0:
                 raise DataError("an 'ivf' index needs at least one item to train on")
             if nlist is None:
-                nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+                nlist = max(1, min(int((4 if n <= 250_000 else 2) * math.sqrt(n)), n // 39))
             if nlist > n:
                 raise ConfigError(f"nlist={nlist} is more than the {n} items; use nlist <= {n}")
-            quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFFlat(quantizer, d, int(nlist), faiss.METRIC_INNER_PRODUCT)
+            quantizer = faiss.IndexFlatL2(dim) if transform else faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFFlat(quantizer, dim, int(nlist), metric)
             index.cp.seed = int(seed)
-            index.train(x)
+            index.cp.max_points_per_centroid = 64  # k-means sample: ≤ 64 points a cell
+            index.train(stored)
             params.update(nlist=int(nlist), seed=int(seed))
-            params["nprobe"] = int(nprobe) if nprobe is not None else max(1, int(nlist) // 8)
-        if kind == "hnsw":
-            params["ef_search"] = int(ef_search)
         if n:
-            index.add(x)
-        out = cls(index, kind, params)
+            if kind == "hnsw" and n > _ADD_CHUNK:
+                bar = progress(total=n, desc="hnsw index", unit="item", enabled=show_progress)
+                for s in range(0, n, _ADD_CHUNK):
+                    index.add(stored[s:s + _ADD_CHUNK])
+                    bar.update(min(_ADD_CHUNK, n - s))
+                bar.close()
+            else:
+                index.add(stored)
+        out = cls(index, kind, params, vectors=kept)
+        if kind == "ivf":
+            out._params["nprobe"] = int(nprobe) if nprobe is not None else None
+        elif kind == "hnsw":
+            out._params["ef_search"] = int(ef_search) if ef_search is not None else None
+        if kind != "flat" and (nprobe is None if kind == "ivf" else ef_search is None):
+            out._calibrate(x, queries, float(target_recall), seed)
         out._apply_params()
         return out
+
+    def _calibrate(self, x: np.ndarray, queries: np.ndarray | None, target: float, seed: int) -> None:
+        """Smallest nprobe / ef_search whose recall@10 vs exact reaches `target` on sample queries."""
+        faiss = _faiss()
+        n, d = x.shape
+        knob, high = ("nprobe", self._params["nlist"]) if self._kind == "ivf" else ("ef_search", max(16, n))
+        if n == 0:
+            self._params[knob] = 1 if knob == "nprobe" else 16
+            return
+        if queries is None:
+            rng = np.random.default_rng(seed)
+            q = x.mean(0) + x.std(0) * rng.standard_normal((_N_CALIBRATE, d))  # (Q, D)
+        else:
+            q = np.asarray(queries)
+            if q.ndim != 2 or q.shape[1] != d or not np.isfinite(q).all():
+                raise DataError(f"queries must be a finite ({d}-column) 2-D array, got shape {q.shape}")
+        q = np.ascontiguousarray(q[:_N_CALIBRATE], dtype=np.float32)
+        k = min(10, n)
+        _, truth = faiss.knn(q, x, k, metric=faiss.METRIC_INNER_PRODUCT)  # (Q, k) exact
+        best = (high, 0.0)
+        for value in _grid(1 if knob == "nprobe" else 16, high):
+            self._params[knob] = value
+            self._apply_params()
+            got = self._index.search(self._query(q), k)[1]
+            r = _recall(got, truth)
+            best = (value, r)
+            if r >= target:
+                break
+        self._params[knob], self._params["estimated_recall"] = best[0], round(best[1], 4)
 
     def _apply_params(self) -> None:
         if self._kind == "ivf":
@@ -226,9 +384,9 @@ class ItemIndex:
                 continue
             if self._kind != kind:
                 raise ConfigError(f"{name} applies to {kind!r} indexes, this one is {self._kind!r}")
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+            _check_int(name, value, 1)
             self._params[name] = int(value)
+            self._params.pop("estimated_recall", None)  # measured for the calibrated value
         self._apply_params()
         return self
 
@@ -239,11 +397,23 @@ class ItemIndex:
 
     @property
     def dim(self) -> int:
-        return int(self._index.d)
+        """Dimension of the item (and query) vectors."""
+        return self._dim
+
+    @property
+    def transform(self) -> bool:
+        """Whether items are stored as `[x, √(M² − ‖x‖²)]` under L2 (see module docstring)."""
+        return self._transform
+
+    @property
+    def faiss_index(self) -> Any:
+        """The underlying FAISS index (queries must be `[q, 0]` when `transform` is True)."""
+        return self._index
 
     @property
     def params(self) -> dict[str, Any]:
-        """Build/search parameters (nlist, nprobe, m, ef_construction, ef_search, seed)."""
+        """Build/search parameters (nlist, nprobe, m, ef_construction, ef_search, seed,
+        transform, max_norm2, estimated_recall)."""
         return dict(self._params)
 
     def __len__(self) -> int:
@@ -254,6 +424,30 @@ class ItemIndex:
         return f"ItemIndex(kind={self._kind!r}, items={len(self)}, dim={self.dim}{extra})"
 
     # ------------------------------------------------------------------ search
+    def _query(self, q: np.ndarray) -> np.ndarray:  # (B, D) → (B, D [+ 1]) float32
+        if not self._transform:
+            return q
+        out = np.zeros((len(q), self._dim + 1), np.float32)
+        out[:, :-1] = q
+        return out
+
+    def _raw_search(self, q: np.ndarray, k: int, ef: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:  # (B, k) float32 scores, (B, k) int64
+        """FAISS search; scores are inner products `⟨q, x_i⟩` (-inf where nothing was found)."""
+        kw = {}
+        if ef is not None:  # HNSW finds at most efSearch items
+            kw["params"] = _faiss().SearchParametersHNSW(efSearch=int(ef))
+        dist, found = self._index.search(self._query(q), k, **kw)  # (B, k), best first
+        if self._transform:  # exact inner products of the found items, re-sorted
+            safe = np.maximum(found, 0)
+            dist = np.einsum("bd,bkd->bk", q, self._vectors[safe])  # (B, k)
+            dist[found < 0] = -np.inf
+            order = np.argsort(-dist, axis=1, kind="stable")
+            dist, found = np.take_along_axis(dist, order, 1), np.take_along_axis(found, order, 1)
+        else:
+            dist[found < 0] = -np.inf
+        return dist, found
+
     def search(
         self,
         queries: np.ndarray,  # (B, D)
@@ -270,44 +464,48 @@ class ItemIndex:
         """
         n = _check_n(n)
         q = np.asarray(queries)
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise DataError(f"queries must have shape (B, {self.dim}), got {q.shape}")
-        q = np.ascontiguousarray(q, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self._dim:
+            raise DataError(f"queries must have shape (B, {self._dim}), got {q.shape}")
+        if q.dtype != np.float32 or not q.flags.c_contiguous:
+            q = np.ascontiguousarray(q, dtype=np.float32)
         b, n_items = len(q), len(self)
-        if exclude is not None:
-            exclude = sp.csr_matrix(exclude, copy=True)
-            if exclude.shape != (b, n_items):
-                raise DataError(f"exclude must have shape ({b}, {n_items}), got {exclude.shape}")
-            exclude.eliminate_zeros()
-            counts = np.diff(exclude.indptr)
-        else:
-            counts = np.zeros(b, np.int64)
         if bias is not None:
             bias = np.asarray(bias, np.float64).reshape(-1)
             if bias.shape != (b,):
                 raise DataError(f"bias must have shape ({b},), got {bias.shape}")
+        if exclude is not None:
+            if exclude.shape != (b, n_items):
+                raise DataError(f"exclude must have shape ({b}, {n_items}), got {exclude.shape}")
+            exclude = sp.csr_matrix(exclude, copy=True)
+            exclude.eliminate_zeros()
+            if not exclude.nnz:
+                exclude = None
+        if b == 0 or n_items == 0:
+            return np.full((b, n), -1, np.int64), np.full((b, n), -np.inf)
+        if exclude is None:  # fast path: one FAISS call of exactly n
+            k = min(n, n_items)
+            ef = k if self._kind == "hnsw" and k > self._params["ef_search"] else None
+            dist, found = self._raw_search(q, k, ef)
+            val = dist.astype(np.float64)
+            idx = np.where(np.isfinite(val), found, -1)
+            if bias is not None:
+                val += bias[:, None]  # -inf stays -inf
+            return _pad(idx, val, n)
         idx = np.full((b, n), -1, np.int64)
         val = np.full((b, n), -np.inf)
-        if b == 0 or n_items == 0:
-            return idx, val
+        counts = np.diff(exclude.indptr)
         need = (n + counts).astype(np.float64)  # fetch sizes rounded up to powers of two:
         fetch = np.minimum(n_items, 2 ** np.ceil(np.log2(need))).astype(np.int64)  # few calls
         for k in np.unique(fetch):
             rows = np.flatnonzero(fetch == k)
-            kw = {}
-            if self._kind == "hnsw" and k > self._params["ef_search"]:  # HNSW finds ≤ ef items
-                kw["params"] = _faiss().SearchParametersHNSW(efSearch=int(k))
-            dist, found = self._index.search(q[rows], int(k), **kw)  # (r, k), best first
-            found = found.astype(np.int64)
+            ef = int(k) if self._kind == "hnsw" and k > self._params["ef_search"] else None
+            dist, found = self._raw_search(q[rows], int(k), ef)  # (r, k), best first
             dist = dist.astype(np.float64)
-            bad = found < 0
-            if exclude is not None and exclude.nnz:
-                sub = exclude[rows]
-                seen_keys = np.repeat(np.arange(len(rows), dtype=np.int64), np.diff(sub.indptr))
-                seen_keys = seen_keys * n_items + sub.indices
-                keys = np.arange(len(rows), dtype=np.int64)[:, None] * n_items + np.maximum(found, 0)
-                bad |= np.isin(keys, seen_keys)
-            dist[bad] = -np.inf
+            sub = exclude[rows]
+            seen_keys = np.repeat(np.arange(len(rows), dtype=np.int64), np.diff(sub.indptr))
+            seen_keys = seen_keys * n_items + sub.indices
+            keys = np.arange(len(rows), dtype=np.int64)[:, None] * n_items + np.maximum(found, 0)
+            dist[np.isin(keys, seen_keys)] = -np.inf
             order = np.argsort(-dist, axis=1, kind="stable")[:, :n]
             top, top_idx = np.take_along_axis(dist, order, 1), np.take_along_axis(found, order, 1)
             w = top.shape[1]
@@ -414,10 +612,10 @@ class ItemIndex:
             uidx = model.user_map_.index([raw[i] for i in kn])
             groups.append((kn, uidx, model.user_items_[uidx]))
         if new.size:
-            groups.append((new, None, _binary(model._history_matrix([history[raw[i]] for i in new]))))
+            groups.append((new, None, _binary(_history_matrix(model, [history[raw[i]] for i in new]))))
         memory = None
         if use_ii:
-            out, _ = model._items_out()
+            out, _ = _items_out(model)
             memory = (net.ii_scale.detach() * out.memory).cpu().numpy()[None, :]  # (1, n_items)
         for pos, uidx, bag in groups:
             for s in range(0, len(pos), step):
@@ -499,7 +697,12 @@ class ItemIndex:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> None:
-        """Save to `directory` atomically: index.faiss (FAISS's own format) + index.json."""
+        """Save to `directory` atomically: index.faiss (FAISS's own format) + index.json.
+
+        Format 2 records the MIPS→L2 transform (`params["transform"]`, `params["max_norm2"]`);
+        the exact item vectors of a transformed index are its stored ones minus the last
+        coordinate, so nothing else is written.
+        """
         from . import __version__
 
         faiss = _faiss()
@@ -512,6 +715,8 @@ class ItemIndex:
                 "kind": self._kind,
                 "dim": self.dim,
                 "n_items": len(self),
+                "transform": {"kind": "mips-l2", "max_norm2": self._params["max_norm2"]}
+                if self._transform else None,
                 "params": self._params,
                 "check": None if self._check is None else {
                     "rows": self._check[0].tolist(), "vectors": self._check[1].tolist()},
@@ -521,7 +726,11 @@ class ItemIndex:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, num_threads: int | None = None) -> ItemIndex:
-        """Load an index saved by `save` (checks format, checksum and sizes; no pickle)."""
+        """Load an index saved by `save` (checks format, checksum and sizes; no pickle).
+
+        Reads format 2 and format 1 (multirec ≤ 0.x before the transform: inner-product
+        indexes, loaded as such); newer formats raise `ModelFileError` saying to upgrade.
+        """
         root = Path(directory)
         meta_path = root / _META_FILE
         if not meta_path.is_file():
@@ -534,9 +743,9 @@ class ItemIndex:
         if not isinstance(meta, dict) or meta.get("format") != "multirec.ItemIndex":
             raise ModelFileError(f"{str(meta_path)!r} is not a multirec item index")
         version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
             raise ModelFileError(f"{str(root)!r} was saved in format {version!r}; this multirec reads "
-                                 f"up to {FORMAT_VERSION}; upgrade multirec")
+                                 f"formats 1 to {FORMAT_VERSION}; upgrade multirec (or rebuild the index)")
         if meta.get("kind") not in KINDS:
             raise ModelFileError(f"{str(meta_path)!r} names an unknown index kind {meta.get('kind')!r}")
         path = root / _INDEX_FILE
@@ -553,14 +762,24 @@ class ItemIndex:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise ModelFileError(f"FAISS cannot read {str(path)!r}: {exc}") from exc
-        if (int(index.d), int(index.ntotal)) != (meta.get("dim"), meta.get("n_items")):
-            raise ModelFileError(f"{str(path)!r} holds {index.ntotal} vectors of dim {index.d}, "
+        params = dict(meta.get("params") or {})
+        transform = version >= 2 and meta.get("transform") is not None
+        if transform != bool(params.get("transform", False)):
+            raise ModelFileError(f"{str(meta_path)!r} has inconsistent transform fields; re-save the index")
+        stored_dim = int(index.d) - 1 if transform else int(index.d)
+        if (stored_dim, int(index.ntotal)) != (meta.get("dim"), meta.get("n_items")):
+            raise ModelFileError(f"{str(path)!r} holds {index.ntotal} vectors of dim {stored_dim}, "
                                  f"{_META_FILE} says {meta.get('n_items')} of dim {meta.get('dim')}")
+        vectors = None
+        if transform and index.ntotal:
+            if meta["kind"] == "ivf":
+                index.make_direct_map()  # IVF lists are not contiguous: id → vector map
+            vectors = index.reconstruct_n(0, int(index.ntotal))[:, :stored_dim]  # (N, D) view
         check = meta.get("check")
         try:
             if check is not None:
                 check = (np.asarray(check["rows"], np.int64), np.asarray(check["vectors"], np.float32))
-            out = cls(index, meta["kind"], dict(meta.get("params", {})), check)
+            out = cls(index, meta["kind"], params, check, vectors=vectors)
             out._apply_params()
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{str(meta_path)!r} has invalid fields ({exc!r}); "
