@@ -112,7 +112,11 @@ class TagEncoder(Encoder):
             tokens; 0 for an empty item, which stays the zero vector).
         oov: "bucket" (unknown/rare tokens share one learned row) or "ignore".
         trainable: whether the embeddings get gradients (multirec then fine-tunes them).
-        seed: seed of the N(0, 0.1/sqrt(dim)) initialisation (deterministic tables).
+        seed: seed of the N(0, init_std) initialisation (deterministic tables).
+        init_std: the N(0, 1) default (as `nn.Embedding`) suits multirec's Linear+LayerNorm
+            projection; a small init (0.1/sqrt(dim)) learned about half as well on a planted
+            tag signal: the projection's bias drowns the signal and Adam's scale-free steps
+            are then large relative to the weights.
         device: "cpu", "cuda", ...; None picks CUDA when available.
     """
 
@@ -129,6 +133,7 @@ class TagEncoder(Encoder):
         oov: str = "bucket",
         trainable: bool = True,
         seed: int = 0,
+        init_std: float = 1.0,
         device: str | None = None,
     ) -> None:
         super().__init__()
@@ -147,7 +152,10 @@ class TagEncoder(Encoder):
                 raise EncoderConfigError(f"TagEncoder {name} must be True or False, got {flag!r}")
         self.dim, self.min_count, self.max_vocab = dim, min_count, max_vocab
         self.normalize, self.count_feature, self.oov = normalize, count_feature, oov
-        self.trainable, self.seed = trainable, seed
+        if isinstance(init_std, bool) or not isinstance(init_std, (int, float)) \
+                or not math.isfinite(init_std) or init_std <= 0:
+            raise EncoderConfigError(f"TagEncoder init_std must be a number > 0, got {init_std!r}")
+        self.trainable, self.seed, self.init_std = trainable, seed, float(init_std)
         # Zero-size anchor: keeps the device (and `.to()` moves) before the table exists.
         self.register_buffer("anchor", torch.zeros(0), persistent=False)
         self.to(resolve_device(device))
@@ -192,7 +200,7 @@ class TagEncoder(Encoder):
         self.vocabulary_ = list(tokens)
         self.index_ = {t: i + 1 for i, t in enumerate(tokens)}  # row 0: out of vocabulary
         self.__dict__["_init_kwargs"]["vocabulary"] = list(tokens)
-        std = 0.1 / math.sqrt(self.dim)
+        std = self.init_std
         gen = torch.Generator().manual_seed(self.seed)
         with torch.inference_mode(False):  # real parameters even if built inside encode_all
             table = torch.randn(len(tokens) + 1, self.dim, generator=gen) * std  # (V + 1, dim)

@@ -184,14 +184,14 @@ def test_multirec_learns_a_planted_tag_signal(tmp_path):
         user_ids=[f"u{u}" for u in range(N_USERS)], item_ids=[f"i{i}" for i in range(N_ITEMS)],
         item_content={"tags": {f"i{i}": t for i, t in enumerate(tags)}})
     model = MultimodalRecommender(encoders={"tags": {"name": "tags", "dim": 16, "device": "cpu"}},
-                                  cf=False, use_id_embeddings=False, item_item=False, epochs=30,
+                                  cf=False, use_id_embeddings=False, item_item=False, epochs=60,
                                   eval_every=10, lr=1e-2, show_progress=False, seed=0, dim=16,
                                   negatives="all", device="cpu").fit(data)
     X = data.to_csr()
     ours = model.score_users(np.arange(N_USERS))
     rand = np.random.default_rng(0).random(ours.shape)
     got, chance = _ndcg(ours, X, rows[test], cols[test]), _ndcg(rand, X, rows[test], cols[test])
-    assert got > chance + 0.15, (got, chance)
+    assert got > chance + 0.25, (got, chance)
     assert model.encoder_configs_["tags"]["vocabulary"] == [f"t{t}" for t in range(N_TAGS)]
 
     model.save_pretrained(tmp_path / "m")
