@@ -107,14 +107,14 @@ def load_data(name: str, data_dir: str | None, quick: bool) -> InteractionData:
     if name == "synthetic":
         from multirec.datasets.synthetic import make_synthetic
 
-        size = dict(n_users=150, n_items=120) if quick else {}
+        size = dict(n_users=80, n_items=60) if quick else {}
         return make_synthetic(**size, modalities=("text",), seed=0).data
     if name == "longtail":
         try:
             mod = importlib.import_module("multirec.datasets.longtail")
         except ImportError as exc:
             raise Unavailable(f"longtail not available: multirec.datasets.longtail ({exc})") from exc
-        size = dict(n_users=150, n_items=150) if quick else {}
+        size = dict(n_users=80, n_items=80) if quick else {}
         try:
             return _as_data(mod.make_longtail(**size, seed=0))
         except TypeError:  # another signature: its own defaults
@@ -435,9 +435,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, dict[str, list[dict]]] = {}
     not_applicable: dict[str, list[str]] = {}
     check: dict[str, Any] | None = None
+    skipped_protocols: dict[str, str] = {}
     for protocol in args.protocol:
         for seed in args.seeds:
-            splits = make_splits(data, protocol, seed)
+            try:
+                splits = make_splits(data, protocol, seed)
+            except DataError as exc:  # e.g. too few users for cold-user on a tiny data set
+                skipped_protocols[protocol] = str(exc)
+                print(f"skip protocol {protocol}: {exc}", flush=True)
+                break
             train = next(iter(splits.values())).train
             for row in rows:
                 if row.name in skipped:
@@ -470,7 +476,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"dataset": args.dataset, "n_users": data.n_users, "n_items": data.n_items,
             "nnz": data.nnz, "seeds": list(args.seeds), "quick": bool(args.quick),
             "threads": args.threads, "encode_seconds": encode_s, "notes": notes,
-            "results": results, "skipped": skipped, "tuning": tuning,
+            "results": results, "skipped": skipped, "skipped_protocols": skipped_protocols,
+            "tuning": tuning,
             "ir_measures_check": check or {"skipped": "no EASE/ALS row ran"},
             "total_seconds": time.perf_counter() - t0,
             "families": {r.name: r.family for r in rows}}
@@ -514,8 +521,9 @@ def table(payload: dict[str, Any]) -> str:
             r = s["ratios"][n]
             lines.append(f"| {n} | {cells} | {m['fit_seconds']:.1f} | {_fmt_ratio(r['ndcg_vs_best_peer'])} | "
                          f"{_fmt_ratio(r['ndcg_vs_lightfm_features'])} |")
-    if payload["skipped"]:
+    if payload["skipped"] or payload["skipped_protocols"]:
         lines += ["\nSkipped:\n"] + [f"- {n}: {why}" for n, why in payload["skipped"].items()]
+        lines += [f"- protocol {p}: {why}" for p, why in payload["skipped_protocols"].items()]
     c = payload["ir_measures_check"]
     if "abs_diff" in c:
         lines.append(f"\nir_measures cross-check ({c['model']}, {c['protocol']}, seed {c['seed']}): "
