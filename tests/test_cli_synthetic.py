@@ -65,8 +65,12 @@ def test_simple_encoders_paths_equal_arrays_and_config_roundtrip(synth, tmp_path
 
 def test_demo_runs(capsys):
     assert main(["demo", "--size", "tiny", "--threads", "1"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
     assert "multirec" in out and "top-5 for" in out and "NDCG@10" in out
+    for stage in ("encoding…", "training LightFM…", "training…", "evaluating…"):
+        assert stage in err  # progress goes to stderr while it runs
+    assert "evaluating…" not in out
 
 
 def test_fit_recommend_encode_cli(tmp_path, capsys):
