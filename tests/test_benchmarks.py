@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -17,6 +19,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 def _script(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in the scripts look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -132,3 +135,149 @@ def test_readme_results_table_matches_the_committed_json(tmp_path):
     assert "stale" not in text and text.startswith("intro\n") and text.endswith("rest\n")
     fused = payload["summary"]["warm"]["means"]["multirec fused (LightFM + text + item-item)"]["ndcg"]
     assert f"| multirec fused (LightFM + text + item-item) | {fused:.3f} ±" in text
+
+
+# ---------------------------------------------------------------------- benchmarks/run.py
+def _check_run_payload(payload: dict, protocols: set[str]) -> None:
+    """Every row of every protocol has finite metrics; skipped rows carry a reason."""
+    assert set(payload["summary"]) == protocols
+    assert payload["skipped"] is not None
+    for protocol, s in payload["summary"].items():
+        assert s["means"], protocol
+        for name, m in s["means"].items():
+            assert name not in payload["skipped"] or "not run on" in payload["skipped"][name]
+            for col in ("ndcg", "recall", "precision", "map", "auc", "fit_seconds"):
+                assert _finite(m[col]) and _finite(s["stds"][name][col]), (protocol, name, col)
+            assert len(payload["results"][protocol][name]) == len(payload["seeds"])
+            r = s["ratios"][name]["ndcg_vs_best_peer"]
+            assert _finite(r) and r > 0
+        assert s["ratios"][s["best_peer"]]["ndcg_vs_best_peer"] == pytest.approx(1.0)
+        assert payload["families"][s["best_peer"]] == "peer"
+    for why in payload["skipped"].values():
+        assert isinstance(why, str) and why
+
+
+def test_run_tiny_synthetic_all_protocols(tmp_path):
+    pytest.importorskip("implicit")
+    pytest.importorskip("cornac")
+    bench = _script("run")
+    payload = bench.main(["--dataset", "synthetic", "--quick", "--text-model", "hash",
+                          "--out", str(tmp_path)])
+    _check_run_payload(payload, {"warm", "cold-item", "cold-user-1", "cold-user-3", "cold-user-5"})
+    for ext in ("md", "json", "png"):
+        assert (tmp_path / f"synthetic.{ext}").stat().st_size > 0
+    assert json.loads((tmp_path / "synthetic.json").read_text())["summary"] == payload["summary"]
+    s = payload["summary"]
+    for protocol in s:  # the planted signal: the tuned CF peers beat random
+        assert s[protocol]["means"]["EASE"]["ndcg"] > s[protocol]["means"]["random"]["ndcg"]
+    assert "implicit ALS" in s["warm"]["means"] and "implicit ALS" not in s["cold-item"]["means"]
+    assert "cold-item" in payload["skipped"]["implicit ALS"]
+    cold = s["cold-item"]["means"]
+    assert cold["cornac VBPR (MiniLM text)"]["ndcg"] > cold["random"]["ndcg"]
+    check = payload["ir_measures_check"]
+    assert check["abs_diff"] <= 1e-9 and check["match_1e-9"]
+    md = (tmp_path / "synthetic.md").read_text()
+    assert "Command: `python benchmarks/run.py --dataset synthetic --protocol warm cold-item cold-user" in md
+    assert "ir_measures cross-check" in md and "| implicit BPR |" in md
+
+
+def test_run_tiny_ml100k_fixture(tmp_path):
+    pytest.importorskip("implicit")
+    bench = _script("run")
+    data = _tiny_ml100k(tmp_path / "ml-100k", n_users=40, n_items=40)
+    payload = bench.main(["--dataset", "ml-100k", "--data-dir", str(data), "--quick",
+                          "--protocol", "warm", "cold-item", "--text-model", "hash",
+                          "--out", str(tmp_path / "out")])
+    _check_run_payload(payload, {"warm", "cold-item"})
+    assert payload["n_users"] == 40 and payload["n_items"] == 40
+    assert payload["notes"]["item_features"] == "the data set's item features"
+    warm = payload["summary"]["warm"]
+    assert bench.LFM_FEATURES in warm["means"]
+    ratio = warm["ratios"][bench.LFM_FEATURES]["ndcg_vs_lightfm_features"]
+    assert ratio == pytest.approx(1.0)
+    tags = "multirec fused + tags"
+    assert (tags in warm["means"]) != (tags in payload["skipped"])  # run, or skipped with a reason
+    assert (tmp_path / "out" / "ml-100k.json").is_file()
+
+
+def test_run_reports_missing_peer_packages_as_skipped_rows(tmp_path, monkeypatch):
+    for mod in ("implicit", "implicit.cpu.als", "cornac"):
+        monkeypatch.setitem(sys.modules, mod, None)  # import now raises ImportError
+    bench = _script("run")
+    payload = bench.main(["--dataset", "synthetic", "--quick", "--protocol", "warm",
+                          "--text-model", "hash", "--out", str(tmp_path)])
+    for name in ("implicit ALS", "implicit BPR", "cornac VBPR (MiniLM text)"):
+        assert "not installed" in payload["skipped"][name]
+        assert name not in payload["summary"]["warm"]["means"]
+    _check_run_payload(payload, {"warm"})
+    assert "- implicit ALS: implicit.cpu.als not installed" in (tmp_path / "synthetic.md").read_text()
+
+
+def test_run_unavailable_dataset_is_reported_not_raised(tmp_path):
+    bench = _script("run")
+    payload = bench.main(["--dataset", "no-such-set", "--quick", "--out", str(tmp_path)])
+    assert "no-such-set not available" in payload["skipped_dataset"]
+    assert json.loads((tmp_path / "no-such-set.json").read_text())["skipped_dataset"]
+
+
+def test_run_longtail_runs_or_is_reported_missing(tmp_path):
+    pytest.importorskip("implicit")
+    bench = _script("run")
+    payload = bench.main(["--dataset", "longtail", "--quick", "--protocol", "warm",
+                          "--text-model", "hash", "--out", str(tmp_path)])
+    if "skipped_dataset" in payload:
+        assert "longtail not available" in payload["skipped_dataset"]
+    else:
+        _check_run_payload(payload, {"warm"})
+
+
+def test_tune_extends_the_grid_once_when_the_best_is_at_the_edge(monkeypatch):
+    from multirec.datasets.synthetic import make_synthetic
+
+    bench = _script("run")
+    data = make_synthetic(n_users=20, n_items=15, interactions_per_user=5, modalities=(), seed=0).data
+
+    class Fake:
+        def __init__(self, x):
+            self.x = x
+
+        def fit(self, data):
+            return self
+
+    peak = {"x": 1000.0}
+    monkeypatch.setattr(bench, "evaluate", lambda m, s, k: {"ndcg": -abs(math.log10(m.x / peak["x"]))})
+    best, info = bench.tune(Fake, {"x": [1.0, 10.0, 100.0]}, data, seed=0)
+    assert best == {"x": 1000.0} and info["extended"] == {"x": [1.0, 10.0, 100.0, 1000.0]}
+    assert info["still_at_edge"] == ["x"]
+    peak["x"] = 10.0
+    best, info = bench.tune(Fake, {"x": [1.0, 10.0, 100.0]}, data, seed=0)
+    assert best == {"x": 10.0} and info["extended"] == {} and info["still_at_edge"] == []
+    best, info = bench.tune(Fake, {"x": [10, 100]}, data, seed=0)  # ints stay ints
+    assert info["extended"] == {"x": [1, 10, 100]} and best == {"x": 10}
+
+
+def test_cold_user_splits_share_train_and_fold_in_the_earliest(tmp_path):
+    from multirec.datasets.synthetic import make_synthetic
+
+    bench = _script("run")
+    data = make_synthetic(n_users=40, n_items=30, interactions_per_user=8, modalities=(), seed=0).data
+    splits = bench.cold_user_splits(data, 0.25, (1, 3, 5), seed=0)
+    assert set(splits) == {1, 3, 5}
+    train = splits[1].train
+    cold = splits[1].test_users
+    assert len(cold) == 10 and all(s.train is train and np.array_equal(s.test_users, cold)
+                                   for s in splits.values())
+    assert not np.isin(train.user_index, cold).any()
+    x = data.to_csr()
+    times = sp.csr_matrix((data.timestamps, (data.user_index, data.item_index)), shape=x.shape)
+    for n, s in splits.items():
+        fold, test = s.fold_in, s.test.to_csr()
+        assert (np.diff(fold.indptr)[cold] == n).all() and fold.nnz == n * len(cold)
+        assert fold.multiply(test).nnz == 0
+        np.testing.assert_array_equal((fold + test)[cold].toarray(), x[cold].toarray())
+        for u in cold:  # the fold-in items are the user's earliest
+            t_fold = times[u].toarray()[0][fold[u].toarray()[0] > 0]
+            t_test = times[u].toarray()[0][test[u].toarray()[0] > 0]
+            assert t_fold.max() < t_test.min()
+    with pytest.raises(bench.DataError, match="more than 9"):
+        bench.cold_user_splits(data, 0.25, (9,), seed=0)
