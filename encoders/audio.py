@@ -114,14 +114,15 @@ class AudioEncoder(Encoder):
             raise MissingBackendError("transformers", "audio",
                                       "the audio encoder (backend='transformers')") from exc
         try:
-            model = tf.AutoModel.from_pretrained(name)
+            # Never run code shipped with a checkpoint (auto_map) and never prompt for it.
+            model = tf.AutoModel.from_pretrained(name, trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise EncoderConfigError(
                 f"cannot load audio model {name!r} ({exc}). Pass a local directory with "
                 "config.json and weights, or a hub name (needs network once; unset HF_HUB_OFFLINE)"
             ) from exc
         try:
-            extractor = tf.AutoFeatureExtractor.from_pretrained(name)
+            extractor = tf.AutoFeatureExtractor.from_pretrained(name, trust_remote_code=False)
         except (OSError, ValueError):
             extractor = None  # no preprocessor_config.json: Wav2Vec2FeatureExtractor defaults
         rate = getattr(extractor, "sampling_rate", None)

@@ -30,6 +30,10 @@ class ImageEncoder(Encoder):
     see `open_clip.list_pretrained()` for the (name, tag) pairs, or pass a local weights file
     as `checkpoint_path` (it takes precedence over `pretrained`). `pretrained=None` gives
     random weights (tests). `encode_text` embeds text queries into the same space.
+    `pretrained` is a published tag or a file path, nothing else (no URLs); weights are read
+    with `weights_only=True`, so a checkpoint cannot run code. Remote-code surface left:
+    an `hf-hub:` model name whose config names a Hugging Face text tower is built by
+    open_clip's own `AutoModel` call (weights and configs only for the standard model types).
 
         >>> enc = ImageEncoder("ViT-B-32", pretrained="openai")    # or checkpoint_path="w.pt"
         >>> enc.encode(["cover.jpg", pil_image]).shape                # (2, 512)
@@ -59,8 +63,11 @@ class ImageEncoder(Encoder):
             )
         oc = require("open_clip", "the image encoder")
         weights = str(checkpoint_path) if checkpoint_path is not None else pretrained
+        _check_pretrained(oc, model_name, weights)
         try:
-            model, _, transform = oc.create_model_and_transforms(model_name, pretrained=weights)
+            # weights_only: checkpoints are read as tensors, never unpickled as code.
+            model, _, transform = oc.create_model_and_transforms(model_name, pretrained=weights,
+                                                                 weights_only=True)
             self.tokenizer = oc.get_tokenizer(model_name)
         except (RuntimeError, ValueError, OSError, KeyError) as exc:
             raise EncoderConfigError(
@@ -98,6 +105,19 @@ class ImageEncoder(Encoder):
         tokens = self.tokenizer(texts).to(self.device)  # (B, context_length)
         out = self.model.encode_text(tokens).float()  # (B, dim)
         return nn.functional.normalize(out, dim=-1) if self.normalize else out
+
+
+def _check_pretrained(oc: Any, model_name: str, weights: str | None) -> None:
+    """`pretrained` must be None, a local weights file, or a published tag of `model_name`."""
+    if weights is None or Path(weights).is_file() or str(model_name).startswith("hf-hub:"):
+        return
+    tags = oc.list_pretrained_tags_by_model(model_name)
+    if not oc.is_pretrained_cfg(model_name, weights):
+        raise EncoderConfigError(
+            f"pretrained={weights!r} is neither a local weights file nor a published tag of "
+            f"open_clip model {model_name!r} (tags: {', '.join(tags) or 'none'}); pass one of "
+            "those tags, checkpoint_path= a local file, or pretrained=None for random weights"
+        )
 
 
 def _embed_dim(oc: Any, model_name: str, model: nn.Module, transform: Any) -> int:

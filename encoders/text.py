@@ -74,8 +74,10 @@ class TextEncoder(Encoder):
             raise EncoderConfigError(f"trainable_layers must be an int >= 0, got {trainable_layers!r}")
         tf = require("transformers", "the text encoder")
         try:
-            self.tokenizer = tf.AutoTokenizer.from_pretrained(model_name_or_path)
-            self.model = tf.AutoModel.from_pretrained(model_name_or_path)
+            # Never run code shipped with a checkpoint (auto_map) and never prompt for it.
+            self.tokenizer = tf.AutoTokenizer.from_pretrained(model_name_or_path,
+                                                              trust_remote_code=False)
+            self.model = tf.AutoModel.from_pretrained(model_name_or_path, trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise EncoderConfigError(
                 f"cannot load text model {model_name_or_path!r} ({exc}). Pass a local directory "
