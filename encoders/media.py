@@ -7,6 +7,7 @@ Audio: file paths (wav/flac/ogg through soundfile), `(waveform, sample_rate)` tu
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,25 @@ def _to_mono(wave: np.ndarray, what: str) -> np.ndarray:  # (T,)
     return wave
 
 
+def _read_audio_file(sf: Any, path: Path, max_seconds: float | None,
+                     target_sr: int) -> tuple[np.ndarray, int]:  # (T[, C]), rate
+    """Decode only the frames the crop keeps (plus a margin for the resampling filter)."""
+    with sf.SoundFile(str(path)) as f:
+        sr = int(f.samplerate)
+        frames = -1  # all
+        if max_seconds is not None:
+            keep = max(1, int(round(max_seconds * target_sr)))  # samples kept at target_sr
+            frames = math.ceil(keep * sr / target_sr) + (0 if sr == target_sr else sr // 100 + 64)
+        return f.read(frames=frames, dtype="float32", always_2d=False), sr
+
+
 def load_audio(item: Any, target_sr: int, max_seconds: float | None = None) -> torch.Tensor:  # (T,)
     """Return a mono float32 waveform at `target_sr`, cropped to `max_seconds` if given.
 
     `item` is a path (wav/flac/ogg), a `(waveform, sample_rate)` tuple, or an array already
     sampled at `target_sr`. Stereo is mixed down; other rates are resampled with torchaudio.
+    Files are decoded only up to `max_seconds` (a 10-minute file costs what its first
+    `max_seconds` cost).
     """
     if isinstance(item, (str, os.PathLike)):
         sf = require("soundfile", "reading audio files")
@@ -46,7 +61,7 @@ def load_audio(item: Any, target_sr: int, max_seconds: float | None = None) -> t
         if not path.is_file():
             raise EncoderInputError(f"audio file not found: {str(path)!r}")
         try:
-            wave, sr = sf.read(str(path), dtype="float32", always_2d=False)
+            wave, sr = _read_audio_file(sf, path, max_seconds, target_sr)
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
             raise EncoderInputError(
                 f"cannot read audio file {str(path)!r} ({exc}); use wav, flac or ogg, or pass "

@@ -252,3 +252,42 @@ def test_torchaudio_missing_names_audio_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchaudio.pipelines", None)
     with pytest.raises(MissingBackendError, match=r"multirec\[audio\]"):
         get_encoder("audio", backend="torchaudio")
+
+
+@pytest.mark.parametrize("rate", [SR, 8000])
+def test_long_file_decodes_only_max_seconds(tmp_path, monkeypatch, rate):
+    """A 60 s FLAC with max_seconds=2 reads ~2 s of frames, not the whole file (issue #15)."""
+    import tracemalloc
+
+    sf = pytest.importorskip("soundfile")
+    from encoders.media import load_audio
+
+    rng = np.random.default_rng(0)
+    long = (0.1 * rng.standard_normal(60 * rate)).astype(np.float32)
+    path = tmp_path / "long.flac"
+    sf.write(path, long, rate)
+    requested = []
+    original = sf.SoundFile.read
+
+    def spy(self, frames=-1, *args, **kwargs):
+        requested.append(frames)
+        return original(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    tracemalloc.start()
+    wave = load_audio(path, SR, max_seconds=2.0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert wave.shape == (2 * SR,)
+    assert requested and all(0 < f <= 2 * rate + rate // 100 + 64 for f in requested), requested
+    assert peak < 60 * rate * 4 / 4, peak  # far below the full file's float32 samples
+    # the same samples as decoding everything, resampling, then cropping (up to the edge)
+    full = torch.from_numpy(long)
+    if rate != SR:
+        import torchaudio
+
+        full = torchaudio.functional.resample(full, rate, SR)
+    np.testing.assert_allclose(wave[: int(1.9 * SR)].numpy(), full[: int(1.9 * SR)].numpy(),
+                               atol=1e-4)
+    unlimited = load_audio(path, SR, max_seconds=None)
+    assert unlimited.shape[0] == full.shape[0]
