@@ -496,12 +496,13 @@ def check_key_types(keys: Iterable[Any], idmap: IdMap, where: str) -> None:
     known = {type(x) for x in idmap}
     if not known:
         return
+    kinds = "/".join(sorted(t.__name__ for t in known))
+    first_new = None
     for raw in keys:
         key = raw.item() if isinstance(raw, np.generic) else raw
         if type(key) in known or isinstance(key, bool) or not isinstance(key, (str, int)):
             continue  # bad types are reported by IdMap
         other = str(key) if isinstance(key, int) else (int(key) if _is_int_text(key) else None)
-        kinds = "/".join(sorted(t.__name__ for t in known))
         if other is not None and other in idmap:
             raise DataError(
                 f"{where}: key {key!r} is of type {type(key).__name__} but the {idmap.kind} IDs "
@@ -509,11 +510,13 @@ def check_key_types(keys: Iterable[Any], idmap: IdMap, where: str) -> None:
                 f"convert the keys to {type(other).__name__}, e.g. {{{type(other).__name__}(k): v "
                 "for k, v in table.items()}"
             )
+        if first_new is None:
+            first_new = key
+    if first_new is not None:
         warnings.warn(
-            f"{where}: key {key!r} is of type {type(key).__name__} but the {idmap.kind} IDs are "
-            f"{kinds}; keys like it become new {idmap.kind}s with no interactions. Convert the "
-            "keys if they name existing ones", UserWarning, stacklevel=4)
-        return
+            f"{where}: key {first_new!r} is of type {type(first_new).__name__} but the "
+            f"{idmap.kind} IDs are {kinds}; keys like it become new {idmap.kind}s with no "
+            "interactions. Convert the keys if they name existing ones", UserWarning, stacklevel=4)
 
 
 def _is_int_text(text: str) -> bool:
