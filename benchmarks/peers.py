@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from multirec.data import InteractionData
 from multirec.errors import ConfigError, DataError, NotFittedError
 
-__all__ = ["ImplicitALS", "ImplicitBPR", "CornacVBPR", "bpr_fold_in", "require"]
+__all__ = ["ImplicitALS", "ImplicitBPR", "CornacVBPR", "bpr_fold_in", "require", "thread_limit"]
 
 
 def require(module: str, package: str) -> Any:
@@ -101,7 +101,7 @@ def bpr_fold_in(item_vecs: np.ndarray, item_bias: np.ndarray, history: sp.csr_ma
     return out
 
 
-def _threads(n: int):
+def thread_limit(n: int) -> Any:
     """A context limiting BLAS/OpenMP pools to `n` threads (no-op without threadpoolctl)."""
     try:
         from threadpoolctl import threadpool_limits
@@ -154,7 +154,7 @@ class ImplicitALS(_Factors):
         self.model_ = als.AlternatingLeastSquares(
             factors=self.factors, regularization=self.regularization, alpha=self.alpha,
             iterations=self.iterations, random_state=self.seed, num_threads=self.num_threads)
-        with _threads(self.num_threads):
+        with thread_limit(self.num_threads):
             self.model_.fit(x, show_progress=False)
         self.user_factors_ = np.asarray(self.model_.user_factors)  # (n_users, k)
         self.item_factors_ = np.asarray(self.model_.item_factors)  # (n_items, k)
@@ -163,7 +163,7 @@ class ImplicitALS(_Factors):
         return self
 
     def _fold_in(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        with _threads(self.num_threads):
+        with thread_limit(self.num_threads):
             return np.asarray(self.model_.recalculate_user(users, history))
 
 
@@ -186,7 +186,7 @@ class ImplicitBPR(_Factors):
             factors=self.factors, learning_rate=self.learning_rate,
             regularization=self.regularization, iterations=self.iterations,
             random_state=self.seed, num_threads=self.num_threads)
-        with _threads(self.num_threads):
+        with thread_limit(self.num_threads):
             self.model_.fit(x, show_progress=False)
         uf, itf = np.asarray(self.model_.user_factors), np.asarray(self.model_.item_factors)
         self.user_factors_ = uf[:, :-1].copy()  # (n_users, k); the last column is the constant 1

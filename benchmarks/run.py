@@ -346,9 +346,15 @@ def build_rows(args: argparse.Namespace, dim: int | None, tuning: dict) -> list[
     vbpr_epochs = 3 if quick else 20
 
     def multirec(**kw: Any) -> Callable[[InteractionData, int], Any]:
+        """Defaults, except LightFM's thread count (= --threads) where the row uses LightFM."""
         from multirec.model import MultimodalRecommender
 
-        return lambda train, seed: MultimodalRecommender(seed=seed, **mr, **kw)
+        def build(train: InteractionData, seed: int) -> Any:
+            cf = kw.get("cf", True)
+            if cf is True:  # what cf=True means, with explicit threads
+                cf = {"seed": seed, "num_threads": th}
+            return MultimodalRecommender(seed=seed, **mr, **{**kw, "cf": cf})
+        return build
 
     return [
         Row("random", lambda tr, s: RandomRecommender(s)),
@@ -614,7 +620,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     out = Path(args.out)
     try:
-        payload = run(args)
+        with peers.thread_limit(args.threads):  # BLAS/OpenMP pools of numpy, EASE, implicit
+            payload = run(args)
     except Unavailable as exc:
         print(str(exc))
         payload = {"dataset": args.dataset, "skipped_dataset": str(exc), "results": {}, "skipped": {}}
