@@ -83,3 +83,62 @@ def test_recommend_never_returns_filtered_items(fitted, draw):
             u = int(model.user_map_.index(user))
             seen_ids = set(model.item_map_.ids(seen[u].indices))
             assert not set(got) & seen_ids
+
+
+# ---------------------------------------------------------------------- validation (issue #15)
+def test_zero_weights_are_no_interaction_but_stay_in_the_catalogue():
+    data = InteractionData.from_arrays(["u1", "u1", "u2"], ["i1", "i2", "i3"], [2.0, 0.0, 1.0])
+    assert data.nnz == 2 and data.n_items == 3 and "i2" in data.items
+    assert sorted(data.items.ids(data.item_index)) == ["i1", "i3"]
+
+
+def test_negative_ratings_below_the_threshold_are_fine():
+    data = InteractionData.from_arrays(["u1", "u2", "u3"], ["i1", "i2", "i3"], [-1.0, 5.0, 4.0],
+                                       rating_threshold=4)
+    assert data.nnz == 2 and set(data.weights) == {1.0}
+
+
+def test_weights_up_to_float32_max_are_kept():
+    data = InteractionData.from_arrays(["u1"], ["i1"], [3e38], binary=False)
+    assert np.isfinite(data.weights).all() and data.weights[0] == np.float32(3e38)
+
+
+@pytest.mark.parametrize("name", ["text", "image_2", "_x", "Audio"])
+def test_identifier_modality_names_are_accepted(name):
+    data = InteractionData.from_arrays(["u"], ["i"], item_content={name: {"i": "x"}})
+    assert data.modalities == [name]
+
+
+def test_content_keys_of_another_type_warn_and_become_cold_items():
+    with pytest.warns(UserWarning, match="key 7 is of type int"):
+        data = InteractionData.from_arrays(["u1"], ["a"], item_content={"text": {"a": "x", 7: "y"}})
+    assert data.n_items == 2 and data.content_mask("text").tolist() == [True, True]
+
+
+def test_content_nan_values_are_missing():
+    data = InteractionData.from_arrays(["u1", "u2"], ["a", "b"],
+                                       item_content={"text": {"a": "x", "b": np.float64("nan")}})
+    assert data.content_mask("text").tolist() == [True, False]
+
+
+def test_string_ids_with_leading_zeros_survive():
+    import pandas as pd
+
+    df = pd.DataFrame({"user": ["001", "002"], "item": ["00017", "017"]})
+    data = InteractionData.from_dataframe(df)
+    assert list(data.users) == ["001", "002"] and list(data.items) == ["00017", "017"]
+
+
+def test_validate_helpers_return_clean_values():
+    import pandas as pd
+
+    from multirec.validate import check_id_list, check_items_arg, check_n, check_user_ids
+
+    assert check_n(np.int64(5)) == 5 and type(check_n(np.int64(5))) is int
+    assert check_id_list(("a", "b")) == ["a", "b"]
+    assert check_id_list(np.array([1, 2])) == [1, 2]
+    assert check_id_list(pd.Series(["x"])) == ["x"]
+    assert check_user_ids("u1") == (["u1"], True)
+    assert check_user_ids(np.int64(3)) == ([3], True)
+    assert check_user_ids(["u1", "u2"]) == (["u1", "u2"], False)
+    assert check_items_arg(None) is None and check_items_arg(("i",)) == ["i"]
