@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import sys
 
 import numpy as np
@@ -21,7 +22,7 @@ from multirec.errors import (  # noqa: E402
     NotFittedError,
     UnknownIDError,
 )
-from multirec.index import ItemIndex, item_vectors  # noqa: E402
+from multirec.index import ItemIndex, item_vectors, mips_transform  # noqa: E402
 from multirec.model import MultimodalRecommender  # noqa: E402
 
 N_USERS, N_ITEMS, K = 120, 90, 6
@@ -310,3 +311,138 @@ def test_model_build_index_serves_recommend_until_the_catalogue_changes(models):
     model.build_index("hnsw", m=8)
     model.fit(_data())
     assert model.index_ is None  # refit: the old index is stale
+
+
+# ---------------------------------------------------------------------- MIPS → L2 transform
+def _long_tailed(n: int, d: int, seed: int) -> np.ndarray:
+    """Gaussian directions with log-normal norms, like real item factors."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, d)) * rng.lognormal(0.0, 0.8, size=(n, 1))).astype(np.float32)
+
+
+def _exact_top(x: np.ndarray, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    s = q.astype(np.float64) @ x.T.astype(np.float64)  # (B, N)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :n]
+    return order, np.take_along_axis(s, order, 1)
+
+
+def test_transform_makes_l2_ranking_the_inner_product_ranking():
+    x = _long_tailed(300, 8, seed=0)
+    q = np.random.default_rng(1).normal(size=(20, 8)).astype(np.float32)
+    xt, m2 = mips_transform(x)
+    assert xt.shape == (300, 9) and m2 == pytest.approx(float((x.astype(np.float64) ** 2).sum(1).max()))
+    np.testing.assert_allclose((xt.astype(np.float64) ** 2).sum(1), m2, rtol=1e-5)  # one sphere
+    qt = np.hstack([q, np.zeros((20, 1), np.float32)]).astype(np.float64)
+    l2 = ((qt[:, None, :] - xt.astype(np.float64)[None]) ** 2).sum(-1)  # (B, N)
+    ip = q.astype(np.float64) @ x.T.astype(np.float64)
+    np.testing.assert_allclose(l2, (q.astype(np.float64) ** 2).sum(1)[:, None] + m2 - 2 * ip, atol=1e-3)
+    np.testing.assert_array_equal(np.argsort(l2, axis=1, kind="stable")[:, :50],
+                                  np.argsort(-ip, axis=1, kind="stable")[:, :50])
+    # an HNSW graph (and IVF probing every cell) over the transformed vectors is then exact
+    want_idx, want_val = _exact_top(x, q, 10)
+    for index in (ItemIndex.from_vectors(x, "hnsw", transform=True, ef_search=300, num_threads=1),
+                  ItemIndex.from_vectors(x, "ivf", transform=True, nlist=4, nprobe=4, num_threads=1)):
+        assert index.transform and index.dim == 8 and index.faiss_index.d == 9
+        idx, val = index.search(q, 10)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_allclose(val, want_val, atol=1e-5)  # exact inner products, not distances
+        ex = sp.csr_matrix((np.ones(20), (np.arange(20), want_idx[:, 0])), shape=(20, 300))
+        idx2, _ = index.search(q, 10, ex)  # the excluded best item is skipped, the rest shifts
+        np.testing.assert_array_equal(idx2[:, :9], want_idx[:, 1:])
+
+
+def test_default_transform_per_kind_and_errors():
+    x = _long_tailed(500, 6, seed=2)
+    assert ItemIndex.from_vectors(x, "ivf", num_threads=1).transform
+    assert not ItemIndex.from_vectors(x, "hnsw", num_threads=1).transform
+    assert not ItemIndex.from_vectors(x, "flat").transform
+    with pytest.raises(ConfigError, match="'flat'"):
+        ItemIndex.from_vectors(x, "flat", transform=True)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match=f"target_recall.*{bad!r}"):
+            ItemIndex.from_vectors(x, "ivf", target_recall=bad)
+    with pytest.raises(DataError, match=r"\(7, 5\)"):
+        ItemIndex.from_vectors(x, "hnsw", queries=np.zeros((7, 5)))
+    with pytest.raises(ConfigError, match="ef_search must be an int >= 1, got 0"):
+        ItemIndex.from_vectors(x, "hnsw", ef_search=0)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_defaults_reach_recall_on_long_tailed_norms(kind):
+    x = _long_tailed(4000, 32, seed=3)
+    q = np.random.default_rng(4).normal(size=(300, 32)).astype(np.float32)  # not the calibration ones
+    index = ItemIndex.from_vectors(x, kind, num_threads=1)
+    knob = "nprobe" if kind == "ivf" else "ef_search"
+    assert index.params["estimated_recall"] >= 0.95 and index.params[knob] >= 1
+    got, val = index.search(q, 10)
+    want, _ = _exact_top(x, q, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want)])
+    assert recall >= 0.95, (recall, index.params)
+    np.testing.assert_allclose(val, np.einsum("bd,bkd->bk", q.astype(np.float64), x[got].astype(np.float64)),
+                               atol=1e-4)  # the scores are the exact inner products of what was found
+    if kind == "ivf":  # probing fewer cells than calibrated loses recall: the knob matters
+        small = ItemIndex.from_vectors(x, kind, num_threads=1, nprobe=1)
+        low = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(small.search(q, 10)[0], want)])
+        assert low < recall - 0.1
+        assert "estimated_recall" not in small.params
+
+
+def test_model_build_calibrates_on_its_users(big):
+    model, exact = big
+    index = ItemIndex.build(model, "ivf", num_threads=1)
+    assert index.transform and index.params["estimated_recall"] >= 0.95
+    users = [f"u{u}" for u in range(N_USERS)]
+    want, _ = exact.recommend(model, users, n=10)
+    got, _ = index.recommend(model, users, n=10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want)]) >= 0.9
+
+
+def test_chunked_hnsw_add_builds_the_whole_graph(monkeypatch):
+    import multirec.index as mi
+
+    monkeypatch.setattr(mi, "_ADD_CHUNK", 300)
+    x = _long_tailed(1000, 8, seed=5)
+    q = np.random.default_rng(6).normal(size=(10, 8)).astype(np.float32)
+    index = ItemIndex.from_vectors(x, "hnsw", ef_search=1000, num_threads=1, show_progress=False)
+    assert len(index) == 1000
+    np.testing.assert_array_equal(index.search(q, 10)[0], _exact_top(x, q, 10)[0])
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_save_load_round_trip_of_the_transform(kind, tmp_path):
+    x = _long_tailed(2000, 16, seed=7)
+    q = np.random.default_rng(8).normal(size=(50, 16)).astype(np.float32)
+    index = ItemIndex.from_vectors(x, kind, transform=True, num_threads=1)
+    index.save(tmp_path / "ix")
+    meta = json.loads((tmp_path / "ix" / "index.json").read_text())
+    assert meta["format_version"] == 2 and meta["dim"] == 16
+    assert meta["transform"]["max_norm2"] == pytest.approx(float((x.astype(np.float64) ** 2).sum(1).max()))
+    loaded = ItemIndex.load(tmp_path / "ix", num_threads=1)
+    assert loaded.transform and (loaded.kind, loaded.dim, len(loaded)) == (kind, 16, 2000)
+    assert loaded.params == index.params
+    a, b = index.search(q, 10), loaded.search(q, 10)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
+    np.testing.assert_array_equal(index.faiss_queries(q), loaded.faiss_queries(q))  # same scaling
+
+
+def test_old_format_loads_as_inner_product_and_newer_formats_raise(models, tmp_path):
+    model = models["plain"]
+    index = ItemIndex.build(model, "hnsw", ef_search=64)
+    index.save(tmp_path / "ix")
+    meta_path = tmp_path / "ix" / "index.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["transform"] is None
+    v1 = {k: v for k, v in meta.items() if k != "transform"}  # what multirec wrote before
+    v1["format_version"] = 1
+    v1["params"] = {k: v for k, v in meta["params"].items() if k in ("m", "ef_construction", "ef_search")}
+    meta_path.write_text(json.dumps(v1))
+    old = ItemIndex.load(tmp_path / "ix")
+    assert not old.transform and old.params["ef_search"] == 64
+    _assert_same(old.recommend(model, USERS, n=10), index.recommend(model, USERS, n=10), atol=0)
+    meta_path.write_text(json.dumps({**v1, "format_version": 3}))
+    with pytest.raises(ModelFileError, match="format 3.*upgrade"):
+        ItemIndex.load(tmp_path / "ix")
+    meta_path.write_text(json.dumps({**meta, "transform": {"kind": "mips-l2", "max_norm2": 1.0}}))
+    with pytest.raises(ModelFileError, match="inconsistent transform"):
+        ItemIndex.load(tmp_path / "ix")
