@@ -14,82 +14,30 @@ recommends), so an item that never appeared in training still gets a factor from
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from .config import CFConfig
 from .data import FeatureMatrix, InteractionData
 from .errors import ConfigError, DataError, NotFittedError, TrainingDivergedError
 
-__all__ = ["CFConfig", "LightFMFactors"]
+__all__ = ["CFConfig", "LightFMFactors"]  # CFConfig lives in multirec.config
 
-_LOSSES = ("warp", "bpr", "logistic", "warp-kos")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_))
-
-
-@dataclass
-class CFConfig:
-    """LightFM settings (names as in `lightfm.LightFM`; `epochs` = passes of `fit_partial`).
-
-    Training is bit-for-bit reproducible for a given `seed` only with `num_threads=1`
-    (LightFM's parallel updates are lock-free).
-    """
-
-    no_components: int = 64
-    loss: str = "warp"
-    learning_rate: float = 0.05
-    epochs: int = 20
-    item_alpha: float = 0.0
-    user_alpha: float = 0.0
-    max_sampled: int = 10
-    num_threads: int = 2
-    seed: int = 42
-    use_item_features: bool = False
-    use_user_features: bool = False
-
-    def __post_init__(self) -> None:
-        ints = {"no_components": 1, "epochs": 1, "max_sampled": 1, "num_threads": 1, "seed": 0}
-        for name, low in ints.items():
-            value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                raise ConfigError(f"CFConfig.{name}={value!r}; it must be an integer >= {low}")
-        if not _is_number(self.learning_rate) or not 0 < self.learning_rate < np.inf:
-            raise ConfigError(f"CFConfig.learning_rate={self.learning_rate!r}; it must be a "
-                              "positive number (LightFM's default is 0.05)")
-        for name in ("item_alpha", "user_alpha"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value < np.inf:
-                raise ConfigError(f"CFConfig.{name}={value!r}; it must be a number >= 0 "
-                                  "(L2 penalty per example, e.g. 1e-6)")
-        if self.loss not in _LOSSES:
-            raise ConfigError(f"CFConfig.loss={self.loss!r}; choose one of {list(_LOSSES)}")
-        for name in ("use_item_features", "use_user_features"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ConfigError(f"CFConfig.{name}={getattr(self, name)!r}; it must be True or False")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of the fields."""
-        return asdict(self)
-
-
-def _features(fm: FeatureMatrix | None, n: int, use: bool) -> sp.csr_matrix | None:
+def _features(fm: FeatureMatrix | sp.spmatrix | None, n: int, use: bool | str) -> sp.csr_matrix | None:
     """Identity ⊕ side features, each row normalised to sum 1 (LightFM's recommendation).
 
-    None (LightFM's implicit identity) when features are off or the data has none.
+    None (LightFM's implicit identity) when features are off or there are none
+    (`use="auto"`: on whenever features are given).
     """
     if not use or fm is None:
         return None
-    m = sp.hstack([sp.identity(n, dtype=np.float32, format="csr"), fm.matrix]).tocsr()  # (n, n + f)
+    feats = fm.matrix if isinstance(fm, FeatureMatrix) else sp.csr_matrix(fm, dtype=np.float32)
+    if feats.shape[0] != n:
+        raise DataError(f"side features have {feats.shape[0]} rows for {n} entities")
+    m = sp.hstack([sp.identity(n, dtype=np.float32, format="csr"), feats]).tocsr()  # (n, n + f)
     sums = np.asarray(abs(m).sum(1)).ravel()
     return sp.diags(1.0 / np.maximum(sums, 1e-12)).dot(m).astype(np.float32).tocsr()
 
@@ -116,18 +64,29 @@ class LightFMFactors:
                               f"{[f.name for f in fields(CFConfig)]}")
         self.config = CFConfig(**{**asdict(base), **overrides}) if overrides else base
 
-    def fit(self, data: InteractionData, show_progress: bool = False) -> LightFMFactors:
-        """Train on `data`'s interactions (entries with weight > 0 are LightFM's positives)."""
+    def fit(self, data: InteractionData | sp.spmatrix, show_progress: bool = False, *,
+            user_features: FeatureMatrix | sp.spmatrix | None = None,
+            item_features: FeatureMatrix | sp.spmatrix | None = None) -> LightFMFactors:
+        """Train on interactions (entries > 0 are LightFM's positives): an `InteractionData`
+        (its side features are used) or a (n_users, n_items) sparse matrix plus features."""
         from lightfm import LightFM
 
-        if not isinstance(data, InteractionData):
-            raise DataError(f"fit() expects an InteractionData, got {type(data).__name__}")
-        if data.nnz == 0:
+        if isinstance(data, InteractionData):
+            interactions = data.to_csr()
+            user_features = data.user_features if user_features is None else user_features
+            item_features = data.item_features if item_features is None else item_features
+        elif sp.issparse(data):
+            interactions = sp.csr_matrix(data, dtype=np.float32)
+        else:
+            raise DataError(f"fit() expects an InteractionData or a scipy.sparse matrix, got "
+                            f"{type(data).__name__}")
+        if interactions.nnz == 0:
             raise DataError("LightFM needs at least one interaction; the data is empty")
         cfg = self.config
-        interactions = data.to_csr().tocoo()  # (n_users, n_items) float32 weights
-        uf = _features(data.user_features, data.n_users, cfg.use_user_features)
-        itf = _features(data.item_features, data.n_items, cfg.use_item_features)
+        n_users, n_items = interactions.shape
+        interactions = interactions.tocoo()  # (n_users, n_items) float32 weights
+        uf = _features(user_features, n_users, cfg.use_user_features)
+        itf = _features(item_features, n_items, cfg.use_item_features)
         model = LightFM(no_components=cfg.no_components, loss=cfg.loss,
                         learning_rate=cfg.learning_rate, item_alpha=cfg.item_alpha,
                         user_alpha=cfg.user_alpha, max_sampled=cfg.max_sampled,
@@ -161,7 +120,7 @@ class LightFMFactors:
         self.item_factors_ = np.ascontiguousarray(iemb, dtype=np.float32)
         self.item_biases_ = np.ascontiguousarray(ib, dtype=np.float32)
         self.user_features_, self.item_features_ = uf, itf
-        self.n_epochs_, self.n_users_, self.n_items_ = cfg.epochs, data.n_users, data.n_items
+        self.n_epochs_, self.n_users_, self.n_items_ = cfg.epochs, n_users, n_items
         return self
 
     def predict(self, user_idx: np.ndarray) -> np.ndarray:

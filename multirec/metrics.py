@@ -13,7 +13,8 @@ the user's test items that are still rankable ("rel" below). Definitions, per us
     auc         = P(score(relevant) > score(non-relevant)) over all rankable items, ties = 1/2
                   (NaN when every rankable item is relevant)
 
-Ranking is by score descending, ties broken by item index ascending (deterministic).
+Ranking is by score descending, ties broken by a seeded random item order
+(`multirec.ranking`, the same rule as `recommend`), never by item index.
 Scores of -inf mean "not rankable" (like excluded items); NaN scores are an error.
 Users without a rankable test item are left out of the result (see the `users` entry).
 """
@@ -25,83 +26,17 @@ import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from .errors import DataError
+from .ranking import check_k, masked_scores, topk
 
 __all__ = ["METRICS", "ranking_metrics", "top_k", "coverage"]
 
 METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr", "auc")
 
 
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise DataError(f"k must be an integer >= 1, got {k!r}")
-    return int(k)
-
-
-def _candidate_mask(candidates: np.ndarray, n_items: int) -> np.ndarray:
-    """(n_items,) bool from item indices (or a boolean mask)."""
-    c = np.asarray(candidates)
-    if c.dtype == bool:
-        if c.shape != (n_items,):
-            raise DataError(f"a boolean candidates mask needs shape ({n_items},), got {c.shape}")
-        mask = c
-    else:
-        if c.ndim != 1 or (c.size and not np.issubdtype(c.dtype, np.integer)):
-            raise DataError(f"candidates must be a 1-D array of item indices, got shape {c.shape} "
-                            f"dtype {c.dtype}")
-        if c.size and (c.min() < 0 or c.max() >= n_items):
-            bad = c[(c < 0) | (c >= n_items)][0]
-            raise DataError(f"candidate item index {bad} is out of range 0..{n_items - 1}")
-        mask = np.zeros(n_items, dtype=bool)
-        mask[c] = True
-    if not mask.any():
-        raise DataError("candidates is empty; pass at least one item index (or None for all items)")
-    return mask
-
-
-def _masked_scores(scores: np.ndarray, exclude: sp.spmatrix | None,
-                   candidates: np.ndarray | None) -> np.ndarray:
-    """(U, n) float64 copy of `scores` with excluded and non-candidate items at -inf."""
-    s = np.array(scores, dtype=np.float64, copy=True)
-    if s.ndim != 2:
-        raise DataError(f"scores must be a 2-D (users, items) array, got shape {s.shape}")
-    if np.isnan(s).any():
-        r, c = np.argwhere(np.isnan(s))[0]
-        raise DataError(f"scores contain {int(np.isnan(s).sum())} NaN value(s) (first at row {r}, "
-                        f"item {c}); the model produced invalid scores")
-    if candidates is not None:
-        s[:, ~_candidate_mask(candidates, s.shape[1])] = -np.inf
-    if exclude is not None:
-        if not sp.issparse(exclude) or exclude.shape != s.shape:
-            raise DataError(f"exclude must be a sparse matrix of shape {s.shape} (users, items), got "
-                            f"{type(exclude).__name__} of shape {getattr(exclude, 'shape', None)}")
-        r, c = sp.csr_matrix(exclude).nonzero()
-        s[r, c] = -np.inf
-    return s
-
-
-def _top_k(s: np.ndarray, k: int) -> np.ndarray:
-    """(U, min(k, n)) indices of the largest entries, best first, ties by lower index; -1 for -inf."""
-    n_users, n = s.shape
-    kk = min(k, n)
-    if kk == n:
-        top = np.argsort(-s, axis=1, kind="stable")  # stable: equal scores keep index order
-    else:
-        part = np.argpartition(-s, kk - 1, axis=1)[:, kk - 1:kk]  # (U, 1) position of k-th best
-        kth = np.take_along_axis(s, part, 1)  # (U, 1) k-th largest score
-        above, tied = s > kth, s == kth
-        need = kk - above.sum(1, keepdims=True)  # how many tied items still fit
-        chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))  # exactly kk per row
-        idx = np.nonzero(chosen)[1].reshape(n_users, kk)  # ascending item index per row
-        order = np.argsort(-np.take_along_axis(s, idx, 1), axis=1, kind="stable")
-        top = np.take_along_axis(idx, order, 1)
-    rankable = np.take_along_axis(s, top, 1) > -np.inf
-    return np.where(rankable, top, -1)
-
-
 def top_k(scores: np.ndarray, k: int, exclude: sp.spmatrix | None = None,
           candidates: np.ndarray | None = None) -> np.ndarray:
     """(U, min(k, n_items)) best item indices per row (best first; -1 where nothing is left)."""
-    return _top_k(_masked_scores(scores, exclude, candidates), _check_k(k))
+    return topk(scores, k, exclude=exclude, candidates=candidates)[0]
 
 
 def ranking_metrics(
@@ -118,19 +53,19 @@ def ranking_metrics(
     Returns {"users": (U',) row indices kept, "precision": (U',), "recall", "ndcg", "map",
     "hit_rate", "mrr", "auc"}, plus "topk" (U', min(k, n_items)) if `return_topk`.
     """
-    k = _check_k(k)
+    k = check_k(k)
     if not sp.issparse(test):
         raise DataError(f"test must be a scipy.sparse matrix of relevant items, got {type(test).__name__}")
     if test.shape != np.shape(scores):
         raise DataError(f"test has shape {test.shape} but scores have shape {np.shape(scores)}; "
                         "both must be (users, items) over the same catalogue")
-    s = _masked_scores(scores, exclude, candidates)
+    s = masked_scores(scores, exclude, candidates)
     rankable = s > -np.inf  # (U, n)
     rel = (sp.csr_matrix(test) > 0).toarray() & rankable  # (U, n) relevant and rankable
     n_rel = rel.sum(1)
     users = np.flatnonzero(n_rel > 0)
     s, rel, rankable, n_rel = s[users], rel[users], rankable[users], n_rel[users]
-    top = _top_k(s, k)  # (U', kk)
+    top = topk(s, k, masked=True)[0]  # (U', kk)
     kk = top.shape[1]
     hits = np.take_along_axis(rel, np.maximum(top, 0), 1) & (top >= 0)  # (U', kk)
     n_hits = hits.sum(1)

@@ -7,21 +7,39 @@ the user interacted with (so new users are served by fold-in, without retraining
 Head: `logit = ⟨h_u, h_i⟩ + b_u + b_i + b`, `p = σ(logit)`.
 
 Frozen content embeddings and LightFM factors live in buffers, so `state_dict()` holds
-everything needed to score (saved as safetensors).
+everything needed to score (saved as safetensors). The network is built from a
+`multirec.config.NetworkConfig` (saved verbatim with a model).
+
+Costs: the user tower reads a user's history as a sparse bag (`torch.sparse.mm`), so a step
+costs O(interactions in the batch × d + batch × pool × d), never batch × catalogue unless
+the pool is the whole catalogue. Item-item scores (`multirec.itemitem`) are computed
+outside the network (sparse or dense weights) and passed to `logits` as `ii`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from encoders import Projection
 
+from .config import NetworkConfig
 from .fusion import make_fusion, modality_dropout
 
-__all__ = ["TwoTowerNetwork", "ItemOutput"]
+__all__ = ["TwoTowerNetwork", "ItemOutput", "UserOutput", "sparse_bag"]
+
+
+def sparse_bag(rows: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, n) scipy rows → a torch sparse COO tensor (float32) on `device`."""
+    coo = sp.coo_matrix(rows)
+    idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    val = torch.from_numpy(coo.data.astype(np.float32, copy=False))
+    return torch.sparse_coo_tensor(idx, val, coo.shape, device=device,
+                                   check_invariants=False).coalesce()
 
 
 @dataclass
@@ -33,31 +51,33 @@ class ItemOutput:
     sources: torch.Tensor  # (B, S, d) projected sources before fusion
     mask: torch.Tensor  # (B, S) bool: sources used
     cf: torch.Tensor  # (B, k) LightFM item factor where used, else 0 (k = 0 without CF)
-    index: torch.Tensor | None = None  # (B,) item indices (for the item-item term)
+    index: torch.Tensor | None = None  # (B,) item indices
     memory: torch.Tensor | None = None  # (B,) 1 where the item-item term is used, else 0
+
+
+@dataclass
+class UserOutput:
+    """User-tower output for a batch of users."""
+
+    h: torch.Tensor  # (B, d) user vectors
+    cf: torch.Tensor  # (B, k) LightFM user factor where used, else 0
+    bias: torch.Tensor  # (B,) user biases b_u (0 for users unknown to the model)
 
 
 class TwoTowerNetwork(nn.Module):
     """Item and user towers over frozen content embeddings and LightFM factors."""
 
-    def __init__(
-        self,
-        n_users: int,
-        n_items: int,
-        content_dims: dict[str, int],
-        cf_dim: int | None,
-        dim: int = 128,
-        fusion: str = "sum",
-        use_id_embeddings: bool = True,
-        use_user_cf: bool = True,
-        item_item: bool = False,
-    ) -> None:
+    def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
+        self.config = config
+        n_users, n_items, dim = config.n_users, config.n_items, config.dim
+        content_dims, cf_dim = config.content_dims, config.cf_dim
         self.modalities = list(content_dims)
         self.source_names = (["cf"] if cf_dim else []) + self.modalities
-        self.dim, self.use_id_embeddings = dim, use_id_embeddings
-        self.use_user_cf = bool(cf_dim) and use_user_cf
-        if not self.source_names and not use_id_embeddings:
+        self.dim, self.use_id_embeddings = dim, config.use_id_embeddings
+        self.use_user_cf = bool(cf_dim) and config.use_user_cf
+        self.use_item_item = config.item_item
+        if not self.source_names and not config.use_id_embeddings:
             raise ValueError("the network needs CF factors, content or ID embeddings")
         # ---- frozen inputs (buffers; resized by `grow`)
         for m, in_dim in content_dims.items():
@@ -68,9 +88,6 @@ class TwoTowerNetwork(nn.Module):
         self.register_buffer("cf_user", torch.zeros(n_users, cf))
         self.register_buffer("warm_item", torch.zeros(n_items, dtype=torch.bool))
         self.register_buffer("warm_user", torch.zeros(n_users, dtype=torch.bool))
-        # full-rank item-item weights (EASE, see multirec.itemitem); (0, 0) when unused
-        n_ii = n_items if item_item else 0
-        self.register_buffer("item_item", torch.zeros(n_ii, n_ii))
         # probability calibration `a·logit + c`, set on validation after training (1, 0 until then)
         self.register_buffer("logit_scale", torch.ones(1))
         self.register_buffer("logit_shift", torch.zeros(1))
@@ -78,7 +95,7 @@ class TwoTowerNetwork(nn.Module):
         self.content_proj = nn.ModuleDict({m: Projection(d_in, dim) for m, d_in in content_dims.items()})
         self.cf_item_proj = nn.Linear(cf, dim) if cf_dim else None
         self.cf_user_proj = nn.Linear(cf, dim) if self.use_user_cf else None
-        self.fusion = make_fusion(fusion, max(1, len(self.source_names)), dim)
+        self.fusion = make_fusion(config.fusion, max(1, len(self.source_names)), dim)
         self.item_id = nn.Embedding(n_items, dim)
         self.item_ctx_id = nn.Embedding(n_items, dim)
         self.item_bias = nn.Embedding(n_items, 1)
@@ -95,10 +112,6 @@ class TwoTowerNetwork(nn.Module):
         self.cold_bias = nn.Parameter(torch.zeros(1))  # prior of items without interactions
         self.cf_scale = nn.Parameter(torch.ones(1))  # weight of the raw LightFM score ⟨u, v⟩
         self.ii_scale = nn.Parameter(torch.full((1,), 4.0))  # weight of the item-item score
-
-    @property
-    def use_item_item(self) -> bool:
-        return self.item_item.shape[0] > 0
 
     # ------------------------------------------------------------------ fine-tuning
     @property
@@ -175,9 +188,9 @@ class TwoTowerNetwork(nn.Module):
             for emb in (self.item_id, self.item_ctx_id, self.item_bias):
                 emb.weight = nn.Parameter(pad(emb.weight.data, n_items))
                 emb.num_embeddings = n_items
-            if self.use_item_item:  # new items have no item-item weights
-                self.item_item = pad(pad(self.item_item, n_items).T, n_items).T.contiguous()
+            self.config.n_items = n_items
         if n_users is not None and n_users > self.n_users:
+            self.config.n_users = n_users
             self.cf_user = pad(self.cf_user, n_users)
             self.warm_user = pad(self.warm_user, n_users)
             self.user_bias.weight = nn.Parameter(pad(self.user_bias.weight.data, n_users))
@@ -242,21 +255,24 @@ class TwoTowerNetwork(nn.Module):
     def users(
         self,
         users: torch.Tensor | None,  # (B,) long, or None for users unknown to the model
-        bag: torch.Tensor,  # (B, n_ctx) interaction weights over the context items
+        bag: torch.Tensor,  # (B, n_ctx) history weights over the context items (sparse or dense)
         ctx: torch.Tensor,  # (n_ctx, d) context vectors of those items
         use_cf: torch.Tensor | None = None,  # (B,) bool: use the LightFM user factor
-        ctx_items: torch.Tensor | None = None,  # (n_ctx,) indices of the bag's items; None: all
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d + k [+ n_items]), (B,)
-        """User vectors `[h_u, cf_u]` (the LightFM factor is 0 for unknown users) and biases.
-
-        With item-item weights the user's item-item scores over the whole catalogue
-        (`bag @ W`, (B, n_items)) are appended: `[h_u, cf_u, s_u]`.
-        """
-        n = bag.sum(1, keepdim=True).clamp(min=1.0)
-        pooled = torch.tanh((bag / n.sqrt()) @ ctx + self.hist_bias)  # (B, d)
-        hu = self.hist(pooled)
-        bu = torch.zeros(bag.shape[0], device=bag.device, dtype=hu.dtype)
-        cf = torch.zeros(bag.shape[0], self.cf_user.shape[1], device=bag.device, dtype=hu.dtype)
+    ) -> UserOutput:
+        """User vectors from the history bag (+ the LightFM user factor for known users)."""
+        if bag.is_sparse:
+            bag = bag.coalesce()
+            rows, vals = bag.indices()[0], bag.values()
+            n = torch.zeros(bag.shape[0], device=ctx.device, dtype=ctx.dtype).index_add_(0, rows, vals)
+            pooled = torch.sparse.mm(bag, ctx)  # (B, d)
+        else:
+            n = bag.sum(1)
+            pooled = bag @ ctx  # (B, d)
+        pooled = torch.tanh(pooled / n.clamp(min=1.0).sqrt().unsqueeze(1) + self.hist_bias)
+        hu = self.hist(pooled)  # (B, d)
+        B = pooled.shape[0]
+        bu = torch.zeros(B, device=ctx.device, dtype=hu.dtype)
+        cf = torch.zeros(B, self.cf_user.shape[1], device=ctx.device, dtype=hu.dtype)
         if users is not None:
             warm = self.warm_user[users]
             if use_cf is not None:
@@ -265,29 +281,34 @@ class TwoTowerNetwork(nn.Module):
             if self.cf_user_proj is not None:
                 hu = hu + warm.to(hu.dtype).unsqueeze(1) * self.cf_user_proj(self.cf_user[users])
             bu = self.warm_user[users].to(hu.dtype) * self.user_bias(users).squeeze(-1)
-        parts = [hu, cf]
-        if self.use_item_item:
-            rows = self.item_item if ctx_items is None else self.item_item[ctx_items]
-            parts.append(bag @ rows)  # (B, n_items)
-        return torch.cat(parts, dim=1), bu
+        return UserOutput(h=hu, cf=cf, bias=bu)
 
-    def logits(self, hu: torch.Tensor, bu: torch.Tensor, item: ItemOutput) -> torch.Tensor:  # (B, C)
-        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·s_ui] + b_u + b_i + b`; `hu` is `users()`'s output."""
-        k = self.cf_user.shape[1]
-        h, cf, ii = hu[:, : self.dim], hu[:, self.dim:self.dim + k], hu[:, self.dim + k:]
-        out = h @ item.h.T + bu.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
-        if cf.shape[1] and self.use_user_cf:
-            out = out + self.cf_scale * (cf @ item.cf.T)
-        if ii.shape[1]:
-            out = out + self.ii_scale * ii[:, item.index] * item.memory
-        return out * self.logit_scale + self.logit_shift
+    def raw_logits(self, user: UserOutput, item: ItemOutput,
+                   ii: torch.Tensor | None = None) -> torch.Tensor:  # (B, C)
+        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·ii_ui] + b_u + b_i + b` (before calibration).
+
+        `ii` (B, C): item-item scores of the users' histories for these items (see
+        `multirec.itemitem`); used only where the item has item-item weights (`memory`).
+        """
+        out = user.h @ item.h.T + user.bias.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
+        if user.cf.shape[1] and self.use_user_cf:
+            out = out + self.cf_scale * (user.cf @ item.cf.T)
+        if ii is not None and self.use_item_item:
+            out = out + self.ii_scale * ii * item.memory
+        return out
+
+    def logits(self, user: UserOutput, item: ItemOutput,
+               ii: torch.Tensor | None = None) -> torch.Tensor:  # (B, C)
+        """Calibrated logits `a·raw + c` (`σ` of them estimates the interaction probability)."""
+        return self.raw_logits(user, item, ii) * self.logit_scale + self.logit_shift
 
     # ------------------------------------------------------------------ training step
     def forward(
         self,
         users: torch.Tensor,  # (B,) long
-        bag: torch.Tensor,  # (B, P) history weights over the pool items (after input dropout)
+        bag: torch.Tensor,  # (B, P) sparse history weights over the pool items (after dropout)
         items: torch.Tensor,  # (P,) long: the candidate pool
+        ii: torch.Tensor | None = None,  # (B, P) item-item scores of the (dropped) histories
         drop_p: torch.Tensor | None = None,  # (S + 1,) per-source drop prob (+ ID residual)
         use_cf: torch.Tensor | None = None,  # (B,) bool: use the LightFM user factor
         content: dict[str, torch.Tensor] | None = None,  # fine-tuned embeddings of `items`
@@ -297,5 +318,5 @@ class TwoTowerNetwork(nn.Module):
         so DDP sees the whole step and all-reduces its gradients."""
         out = self.items(items, drop_p=drop_p, content=content)
         ctx = self.context(items, out)  # (P, d)
-        hu, bu = self.users(users, bag, ctx, use_cf=use_cf, ctx_items=items)  # (B, d + k + ...), (B,)
-        return self.logits(hu, bu, out)
+        user = self.users(users, bag, ctx, use_cf=use_cf)
+        return self.raw_logits(user, out, ii)

@@ -1,14 +1,18 @@
 """One readable training loop for `TwoTowerNetwork`.
 
-Each step takes a batch of users and a pool of candidate items: every item seen in training
-(`negatives="all"`, exact and fast for catalogues up to tens of thousands of items) or the
-batch's positives plus `negatives=K` uniformly sampled items shared by the batch. The loss is
-binary cross-entropy on observed pairs (label 1) and the pool's other items (label 0,
-weight `neg_weight`), or BPR with one sampled negative per positive. The user's history
-is the model input (with dropout, like a denoising autoencoder) and the targets.
+Each step takes a batch of users and a pool of candidate items: the whole catalogue
+(`negatives="all"`, exact; the default up to `config.ALL_NEGATIVES_MAX_ITEMS` items) or the
+batch's positives plus `negatives=K` items sampled uniformly and shared by the batch. The
+loss is binary cross-entropy on observed pairs (label 1) and non-observed pairs (label 0,
+weight `neg_weight`); with sampled negatives each sampled non-observed pair is weighted by
+n_items / K, so the loss is an unbiased estimate of the full-catalogue loss and a step costs
+O(batch × (positives + K)), independent of the catalogue size. BPR (one sampled negative per
+positive) is an option. The user's history is the model input (as a sparse bag, with
+dropout on its entries, like a denoising autoencoder) and the targets.
 
-Validation NDCG@k on held-out interactions drives early stopping; the best weights are
-restored at the end, after a NaN loss (with an error), and after Ctrl-C.
+Validation NDCG@k on held-out interactions (at most `max_valid_users` sampled users, one
+ranking kernel: `multirec.ranking`) drives early stopping; the best weights are restored at
+the end, after a NaN loss (with an error), and after Ctrl-C.
 
 Checkpoints (`checkpoint_dir`, `checkpoint_every`, `resume`; see `multirec.checkpoint`) hold
 everything the loop depends on — weights, optimizer state, RNG states, History — so a resumed
@@ -24,12 +28,11 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,94 +41,17 @@ import torch.nn.functional as F
 
 from . import distributed
 from .checkpoint import Checkpoint, check_fingerprint, fingerprint, load_checkpoint, save_checkpoint
+from .config import TrainConfig, resolve_negatives
 from .errors import ConfigError, TrainingDivergedError
 from .history import History
+from .network import sparse_bag
+from .ranking import ndcg_at_k
+from .scoring import iter_logits
 
-__all__ = ["TrainConfig", "Callback", "train_network", "History"]
+__all__ = ["TrainConfig", "Callback", "train_network", "History", "validation_ndcg"]
 
 Callback = Callable[[int, dict[str, float]], bool | None]
 """Called after every epoch as `callback(epoch, logs)`; return True to stop training."""
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (see `MultimodalRecommender` for the model settings)."""
-
-    epochs: int = 60
-    batch_size: int = 128  # users per step (per process under DDP)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: Literal["adam", "adamw"] = "adam"
-    loss: Literal["bce", "bpr"] = "bce"
-    negatives: int | Literal["all"] = "all"
-    neg_weight: float = 0.5
-    input_dropout: float = 0.5  # dropout on the history bag (denoising)
-    modality_dropout: float = 0.25  # chance to hide each content/CF source of an item per step
-    id_dropout: float = 0.5  # chance to hide an item's ID residual (trains the content path)
-    user_cf_dropout: float = 0.5  # chance to hide the LightFM user factor (trains fold-in)
-    valid_fraction: float = 0.1
-    eval_every: int = 5
-    patience: int = 3  # evaluations without improvement before stopping
-    k: int = 10  # validation NDCG@k
-    seed: int = 0
-    device: str = "cpu"
-    show_progress: bool = True
-    checkpoint_dir: str | None = None  # where `<dir>/latest` is written (see multirec.checkpoint)
-    checkpoint_every: int = 0  # epochs between checkpoints; 0 = none (needs checkpoint_dir)
-    resume: bool = False  # continue from `<checkpoint_dir>/latest` when it exists
-    distributed: bool | Literal["auto"] = "auto"  # DDP; auto = when a process group (>1) is up
-
-    def __post_init__(self) -> None:
-        if self.checkpoint_dir is not None:
-            self.checkpoint_dir = os.fspath(self.checkpoint_dir)
-        checks = {
-            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-            "weight_decay": self.weight_decay >= 0, "neg_weight": self.neg_weight > 0,
-            "input_dropout": 0 <= self.input_dropout < 1, "eval_every": self.eval_every >= 1,
-            "modality_dropout": 0 <= self.modality_dropout < 1, "id_dropout": 0 <= self.id_dropout < 1,
-            "user_cf_dropout": 0 <= self.user_cf_dropout <= 1, "patience": self.patience >= 1,
-            "valid_fraction": 0 <= self.valid_fraction < 1, "k": self.k >= 1,
-            "checkpoint_every": isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} is out of range")
-        if self.optimizer not in ("adam", "adamw"):
-            raise ConfigError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        if self.loss not in ("bce", "bpr"):
-            raise ConfigError(f"loss must be 'bce' or 'bpr', got {self.loss!r}")
-        if self.negatives != "all" and not (isinstance(self.negatives, int) and self.negatives >= 1):
-            raise ConfigError(f"negatives must be 'all' or a positive int, got {self.negatives!r}")
-        if self.distributed not in (True, False, "auto"):
-            raise ConfigError(f"distributed must be True, False or 'auto', got {self.distributed!r}")
-        for name in ("checkpoint_every", "resume"):
-            if getattr(self, name) and self.checkpoint_dir is None:
-                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} needs checkpoint_dir "
-                                  "(a directory for the checkpoints)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _dense(rows: sp.csr_matrix, cols: np.ndarray | None, device: torch.device) -> torch.Tensor:
-    sub = rows if cols is None else rows[:, cols]
-    return torch.from_numpy(sub.toarray().astype(np.float32, copy=False)).to(device)
-
-
-def _ndcg(scores: torch.Tensor, target: sp.csr_matrix, k: int) -> tuple[float, int]:
-    """Sum of NDCG@k over rows of `scores (B, n)` with ≥1 target, and the number of such rows."""
-    k = min(k, scores.shape[1])
-    top = torch.topk(scores, k, dim=1).indices.cpu().numpy()  # (B, k)
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    total, n = 0.0, 0
-    for r in range(scores.shape[0]):
-        rel = target.indices[target.indptr[r]:target.indptr[r + 1]]
-        if rel.size == 0:
-            continue
-        hits = np.isin(top[r], rel)
-        total += float((hits * disc).sum() / disc[: min(rel.size, k)].sum())
-        n += 1
-    return total, n
 
 
 def _drop_probs(net: Any, cfg: TrainConfig, device: torch.device) -> torch.Tensor:  # (S+1,)
@@ -133,44 +59,35 @@ def _drop_probs(net: Any, cfg: TrainConfig, device: torch.device) -> torch.Tenso
     return torch.tensor(probs, device=device)
 
 
-def user_logits(net: Any, inputs: sp.csr_matrix, users: np.ndarray, device: torch.device,
-                batch_size: int = 512) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-    """`(users, history (B, n_items), logits (B, n_items))` per batch of `users`, histories
-    taken from the rows of `inputs`; the network in eval mode and without gradients."""
-    was = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            items = torch.arange(net.n_items, device=device)
-            out = net.items(items)
-            ctx = net.context(items, out)
-            for s in range(0, users.size, batch_size):
-                u = users[s:s + batch_size]
-                bag = _dense(inputs[u], None, device)
-                hu, bu = net.users(torch.from_numpy(u).to(device), bag, ctx)
-                yield u, bag, net.logits(hu, bu, out)
-    finally:
-        net.train(was)
+def validation_users(target: sp.csr_matrix, max_users: int, seed: int) -> np.ndarray:
+    """Users with held-out items, at most `max_users` of them (a seeded sample, sorted)."""
+    users = np.flatnonzero(np.diff(target.indptr))
+    if users.size > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    return users
 
 
 def validation_ndcg(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix, k: int,
-                    device: torch.device, batch_size: int = 512, *,
+                    device: torch.device | None = None, *, item_item: Any = None,
+                    max_users: int = 2000, seed: int = 0,
                     shard: tuple[int, int] = (0, 1)) -> float:
-    """Mean NDCG@k of `target` rows ranked from `inputs` (input items masked).
+    """Mean NDCG@k of `target` rows ranked from `inputs` (input items masked), over at most
+    `max_users` sampled users; the same ranking kernel and tie rule as `evaluate`.
 
     With `shard=(rank, world_size)` each process scores every `world_size`-th user and the
     sums are all-reduced, so all ranks get the same value (and the same early stopping).
     """
     rank, world = shard
-    users = np.flatnonzero(np.diff(target.indptr))
+    users = validation_users(target, max_users, seed)
     if users.size == 0:
         return float("nan")
     total, n = 0.0, 0
-    for u, bag, logits in user_logits(net, inputs, users[rank::world], device, batch_size):
-        t, c = _ndcg(logits.masked_fill(bag > 0, float("-inf")), target[u], k)
+    for u, logits in iter_logits(net, inputs, users[rank::world], item_item):
+        t, c = ndcg_at_k(logits.cpu().numpy(), target[u], k, exclude=inputs[u])
         total, n = total + t, n + c
     if world > 1:
-        total, n = distributed.all_reduce_sum([total, n], device)
+        dev = device or net.global_bias.device
+        total, n = distributed.all_reduce_sum([total, n], dev)
     return float(total / max(n, 1))
 
 
@@ -187,7 +104,9 @@ class _Run:
     device: torch.device
     drop_p: torch.Tensor  # (S + 1,) modality / ID-residual dropout probabilities
     rng: np.random.Generator  # same stream on every rank: user order, sampled negatives
-    gen: torch.Generator  # this rank's stream: user-CF dropout, BPR negatives
+    gen: torch.Generator  # this rank's stream: input and user-CF dropout, BPR negatives
+    negatives: int | str = "all"  # resolved: "all" or K sampled items per step
+    item_item: Any = None  # frozen item-item weights (`multirec.itemitem`) or None
     rank: int = 0
     world: int = 1
 
@@ -209,6 +128,8 @@ def train_network(
     valid: sp.csr_matrix | None,  # (n_users, n_items) held-out pairs for early stopping
     cfg: TrainConfig,
     callbacks: Sequence[Callback] = (),
+    *,
+    item_item: Any = None,
 ) -> History:
     """Train `net` in place; returns the History. Restores the best weights seen.
 
@@ -218,7 +139,7 @@ def train_network(
     """
     from tqdm.auto import tqdm
 
-    run = _make_run(net, interactions, cfg)
+    run = _make_run(net, interactions, cfg, item_item)
     snap = _snapshot(net)
     state = _State(History(), best=snap, last_good=snap)
     fp = None
@@ -259,7 +180,8 @@ def train_network(
 
 
 # ---------------------------------------------------------------------- setting up
-def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig) -> _Run:
+def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig,
+              item_item: Any = None) -> _Run:
     """Seeds, device, optimizer and (under DDP) the DistributedDataParallel wrapper."""
     rank, world = _process_group(cfg)
     device = torch.device(cfg.device)
@@ -287,7 +209,9 @@ def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig) -> _Run:
         net=net, model=model, opt=opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
         X=X, users=np.flatnonzero(np.diff(X.indptr)), cfg=cfg, device=device,
         drop_p=_drop_probs(net, cfg, device), rng=np.random.default_rng(cfg.seed),
-        gen=torch.Generator().manual_seed(cfg.seed + rank), rank=rank, world=world)
+        gen=torch.Generator().manual_seed(cfg.seed + rank),
+        negatives=resolve_negatives(cfg.negatives, X.shape[1]), item_item=item_item,
+        rank=rank, world=world)
 
 
 def _process_group(cfg: TrainConfig) -> tuple[int, int]:
@@ -349,31 +273,51 @@ def _train_epoch(run: _Run, state: _State, epoch: int) -> float:
     return float(total / max(steps, 1))
 
 
-def _candidate_pool(run: _Run, rows: sp.csr_matrix) -> np.ndarray | None:  # (P,) or None = all
-    """The batch's candidate items: all (None) or its positives plus sampled negatives."""
-    if run.cfg.negatives == "all":
+def _candidate_pool(run: _Run, rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray | None]:
+    """The batch's candidate items (P,) and, with sampled negatives, which of them were
+    sampled ((P,) bool; None when the pool is the whole catalogue)."""
+    n_items = run.X.shape[1]
+    if run.negatives == "all":
         # Every catalogue item is a candidate negative, including items nobody interacted with
         # (as in LightFM): the model learns how (un)likely content-only items are.
-        return None
-    n_items = run.X.shape[1]
-    sampled = run.rng.choice(n_items, size=min(run.cfg.negatives, n_items), replace=False)
-    return np.union1d(rows.indices, sampled)
+        return np.arange(n_items), None
+    sampled = run.rng.choice(n_items, size=run.negatives, replace=False)
+    pool = np.union1d(rows.indices, sampled)
+    return pool, np.isin(pool, sampled, assume_unique=True)
+
+
+def _dropped(rows: sp.csr_matrix, p: float, gen: torch.Generator) -> sp.csr_matrix:
+    """`rows` with each stored entry dropped with probability `p` (history input dropout)."""
+    if p <= 0:
+        return rows
+    keep = (torch.rand(rows.nnz, generator=gen) >= p).numpy()
+    out = rows.copy()
+    out.data = out.data * keep
+    out.eliminate_zeros()
+    return out
 
 
 def _batch_loss(run: _Run, u: np.ndarray) -> torch.Tensor:
     """Loss of one step for users `u` (B,): mean over the batch of the per-user loss."""
     cfg, device = run.cfg, run.device
-    rows = run.X[u]
-    pool = _candidate_pool(run, rows)
-    target = _dense(rows, pool, device)  # (B, P)
-    items = torch.arange(run.X.shape[1]) if pool is None else torch.from_numpy(pool)
-    bag = F.dropout(target, cfg.input_dropout) * (1 - cfg.input_dropout)  # (B, P) history input
+    rows = run.X[u]  # (B, n_items) binary
+    pool, sampled = _candidate_pool(run, rows)
+    target = torch.from_numpy(rows[:, pool].toarray()).to(device)  # (B, P)
+    hist = _dropped(rows, cfg.input_dropout, run.gen)  # (B, n_items) history input
+    bag = sparse_bag(hist[:, pool], device)  # (B, P) sparse
+    ii = None
+    if run.item_item is not None and run.net.use_item_item:
+        ii = torch.from_numpy(run.item_item.scores_at(hist, pool)).to(device)  # (B, P)
     use_cf = torch.rand(len(u), generator=run.gen) >= cfg.user_cf_dropout  # (B,)
-    logits = run.model(torch.from_numpy(u).to(device), bag, items.to(device), drop_p=run.drop_p,
-                       use_cf=use_cf.to(device))  # (B, P)
+    logits = run.model(torch.from_numpy(u).to(device), bag, torch.from_numpy(pool).to(device),
+                       ii=ii, drop_p=run.drop_p, use_cf=use_cf.to(device))  # (B, P)
     if cfg.loss == "bpr":
         return _bpr(logits, target, run.gen)
-    weight = target + cfg.neg_weight * (1 - target)
+    neg = cfg.neg_weight * (1 - target)  # (B, P)
+    if sampled is not None:  # importance weight: each sampled item stands for n / K items
+        scale = run.X.shape[1] / run.negatives
+        neg = neg * torch.from_numpy(sampled).to(device).to(neg.dtype) * scale
+    weight = target + neg
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / len(u)
 
 
@@ -401,7 +345,9 @@ def _evaluate(run: _Run, valid: sp.csr_matrix | None, state: _State, epoch: int,
         return
     if run.net.finetuned:  # score with the encoders' current weights
         run.net.refresh_content()
-    score = validation_ndcg(run.net, run.X, valid, cfg.k, run.device, shard=(run.rank, run.world))
+    score = validation_ndcg(run.net, run.X, valid, cfg.k, run.device, item_item=run.item_item,
+                            max_users=cfg.max_valid_users, seed=cfg.seed,
+                            shard=(run.rank, run.world))
     logs[f"val_ndcg@{cfg.k}"] = score
     if score > history.best_score:
         history.best_score, history.best_epoch, state.bad_evals = score, epoch, 0

@@ -218,7 +218,7 @@ def test_lightfm_recommender_validates_config_in_fit(data):
 
 # ---------------------------------------------------------------------- LightFMFactors
 def test_factors_match_lightfm_predict(data):
-    cf = LightFMFactors(**FAST).fit(data)
+    cf = LightFMFactors(**FAST, use_item_features=False, use_user_features=False).fit(data)
     k = FAST["no_components"]
     assert cf.user_factors_.shape == (data.n_users, k) and cf.item_factors_.shape == (data.n_items, k)
     assert cf.user_biases_.shape == (data.n_users,) and cf.item_biases_.shape == (data.n_items,)
@@ -248,8 +248,10 @@ def test_cold_items_get_feature_based_factors(data):
     cold = split.candidate_items[0]
     feature = data.n_items + data.item_features.matrix[cold].indices[0]
     np.testing.assert_allclose(cf.item_factors_[cold], (emb[cold] + emb[feature]) / 2, rtol=1e-5)
-    plain = LightFMFactors(**FAST).fit(split.train)
+    plain = LightFMFactors(**FAST, use_item_features=False).fit(split.train)
     assert plain.item_features_ is None
+    auto = LightFMFactors(**FAST).fit(split.train)  # "auto": the data's features are used
+    np.testing.assert_allclose(auto.item_factors_, cf.item_factors_, rtol=1e-6)
 
 
 def test_cf_config_errors_name_the_value():
@@ -268,6 +270,8 @@ def test_cf_fit_and_predict_errors(data):
     with pytest.raises(NotFittedError, match="fit"):
         LightFMFactors().predict(np.array([0]))
     with pytest.raises(DataError, match="InteractionData"):
+        LightFMFactors().fit(np.zeros((3, 3)))
+    with pytest.raises(DataError, match="empty"):
         LightFMFactors().fit(sp.csr_matrix((3, 3)))
     with pytest.raises(TrainingDivergedError, match="learning_rate"):
         LightFMFactors(learning_rate=1e10, epochs=2, num_threads=1).fit(data)

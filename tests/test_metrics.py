@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from multirec.errors import DataError
 from multirec.metrics import METRICS, coverage, ranking_metrics, top_k
+from multirec.ranking import tie_order
 
 SETTINGS = dict(deadline=None, derandomize=True)
 
@@ -30,7 +31,7 @@ def reference_metrics(scores, test, k, exclude=None, candidates=None):
         rel = {i for i in items if test[u, i] > 0}
         if not rel:
             continue
-        ranked = sorted(items, key=lambda i: (-scores[u, i], i))[:k]
+        ranked = sorted(items, key=lambda i: (-scores[u, i], _tie_pos(scores.shape[1])[i]))[:k]
         hits = [1 if i in rel else 0 for i in ranked]
         out["users"].append(u)
         out["precision"].append(sum(hits) / k)
@@ -49,10 +50,16 @@ def reference_metrics(scores, test, k, exclude=None, candidates=None):
     return {m: np.array(v, dtype=np.int64 if m == "users" else float) for m, v in out.items()}
 
 
+
+def _tie_pos(n):
+    """Position of each item in the seeded tie order of `multirec.ranking`."""
+    return np.argsort(tie_order(n))
+
 def reference_top_k(scores, k):
     rows = []
     for row in scores:
-        ranked = sorted((i for i in range(len(row)) if row[i] != -math.inf), key=lambda i: (-row[i], i))
+        pos = _tie_pos(len(row))
+        ranked = sorted((i for i in range(len(row)) if row[i] != -math.inf), key=lambda i: (-row[i], pos[i]))
         ranked = ranked[: min(k, len(row))]
         rows.append(ranked + [-1] * (min(k, len(row)) - len(ranked)))
     return np.array(rows, dtype=np.int64).reshape(len(scores), min(k, scores.shape[1]))
@@ -154,12 +161,29 @@ def test_recall_is_hits_over_all_relevant():
     assert m["ndcg"] == pytest.approx(1.0) and m["map"] == pytest.approx(1.0)
 
 
-def test_ties_are_broken_by_item_index():
-    m = _one([1, 1, 1, 1], [2], k=2)  # top-2 = [0, 1]
+def test_ties_follow_the_seeded_tie_order_not_item_index():
+    order = tie_order(4)  # items in the order ties are ranked
+    m = _one([1, 1, 1, 1], [int(order[2])], k=2)  # third in the tie order: not in the top 2
     assert m["hit_rate"] == 0.0 and m["auc"] == pytest.approx(0.5)
-    m = _one([1, 1, 1, 1], [1], k=2)
+    m = _one([1, 1, 1, 1], [int(order[1])], k=2)
     assert m["mrr"] == pytest.approx(0.5)
-    np.testing.assert_array_equal(top_k(np.array([[2, 5, 5, 1, 5.0]]), 2), [[1, 2]])
+    tied = [int(i) for i in tie_order(5) if i in (1, 2, 4)][:2]  # the tied 5s, in tie order
+    np.testing.assert_array_equal(top_k(np.array([[2, 5, 5, 1, 5.0]]), 2), [tied])
+
+
+def test_constant_scorer_gets_random_level_ndcg_even_when_ids_follow_popularity():
+    # 2,000 items, relevant items concentrated on low IDs (as when IDs follow popularity):
+    # ranking ties by index would give a constant scorer a high NDCG.
+    rng = np.random.default_rng(0)
+    n_users, n_items, k = 300, 2000, 10
+    rows = np.repeat(np.arange(n_users), 5)
+    cols = rng.integers(0, 50, rows.size)
+    test = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n_users, n_items))
+    constant = ranking_metrics(np.zeros((n_users, n_items)), test, k)["ndcg"].mean()
+    random = ranking_metrics(rng.random((n_users, n_items)), test, k)["ndcg"].mean()
+    by_index = ranking_metrics(-np.arange(n_items)[None, :].repeat(n_users, 0).astype(float), test, k)
+    assert by_index["ndcg"].mean() > 0.1  # what index order would have given
+    assert constant < 0.05 and abs(constant - random) < 0.03
 
 
 def test_candidates_restrict_ranking_and_relevance():

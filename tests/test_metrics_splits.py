@@ -13,8 +13,13 @@ from hypothesis import strategies as st
 from multirec.data import InteractionData
 from multirec.errors import DataError
 from multirec.metrics import ranking_metrics
+from multirec.ranking import tie_order
 from multirec.splits import cold_item_split, cold_user_split, leave_last_out, random_split, temporal_split
 
+
+def _tie_pos(n):
+    """Position of each item in the seeded tie order of `multirec.ranking`."""
+    return np.argsort(tie_order(n))
 
 def _reference(scores, test, k, exclude=None):
     """Slow, obviously-correct per-user metrics."""
@@ -25,7 +30,7 @@ def _reference(scores, test, k, exclude=None):
         rel = set(test[u].indices) - banned
         if not rel:
             continue
-        ranked = sorted(items, key=lambda i: (-scores[u, i], i))[:k]
+        ranked = sorted(items, key=lambda i: (-scores[u, i], _tie_pos(scores.shape[1])[i]))[:k]
         hits = [1 if i in rel else 0 for i in ranked]
         out["precision"].append(sum(hits) / k)
         out["recall"].append(sum(hits) / len(rel))

@@ -11,6 +11,8 @@ import scipy.sparse as sp
 import torch
 
 import encoders.precomputed  # noqa: F401  (registers "precomputed")
+from multirec.checkpoint import checkpoint_path
+from multirec.config import NetworkConfig
 from multirec.data import InteractionData
 from multirec.errors import ConfigError, ModelFileError, TrainingDivergedError
 from multirec.model import MultimodalRecommender
@@ -49,7 +51,8 @@ def planted_problem(n_users: int = 150, n_items: int = 80, seed: int = 0):
 def planted_net(train: sp.csr_matrix, content: np.ndarray, dim: int = 16, seed: int = 0) -> TwoTowerNetwork:
     """A content + ID network (no LightFM) with the planted content in its buffers."""
     torch.manual_seed(seed)
-    net = TwoTowerNetwork(train.shape[0], train.shape[1], {"vec": content.shape[1]}, None, dim=dim)
+    net = TwoTowerNetwork(NetworkConfig(n_users=train.shape[0], n_items=train.shape[1],
+                                        content_dims={"vec": content.shape[1]}, dim=dim))
     with torch.no_grad():
         net.content_vec.copy_(torch.from_numpy(content))
         net.has_vec.fill_(True)
@@ -90,7 +93,7 @@ def test_resume_after_crash_equals_uninterrupted_run(problem, tmp_path):
     crashed = planted_net(train, content)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_network(crashed, train, valid, TrainConfig(**ckpt), callbacks=[crash_at(6)])
-    state = json.loads((tmp_path / "ck" / "latest" / "state.json").read_text())
+    state = json.loads((checkpoint_path(tmp_path / "ck") / "state.json").read_text())
     assert state["epoch"] == 6 and len(state["history"]["epochs"]) == 6
 
     resumed = planted_net(train, content, seed=99)  # other initial weights: all come from the file
@@ -115,9 +118,11 @@ def test_checkpoint_files_are_json_and_safetensors(problem, tmp_path):
     train, valid, content = problem
     cfg = TrainConfig(**{**FAST, "epochs": 2}, checkpoint_dir=str(tmp_path), checkpoint_every=1)
     train_network(planted_net(train, content), train, valid, cfg)
-    latest = tmp_path / "latest"
+    latest = checkpoint_path(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]  # temp dirs cleaned up
-    assert sorted(p.name for p in latest.iterdir()) == ["state.json", "tensors.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "latest").iterdir()) == ["multirec.json", latest.name]
+    assert sorted(p.name for p in latest.iterdir()) == ["manifest.json", "state.json",
+                                                        "tensors.safetensors"]
     from safetensors.torch import load_file
 
     tensors = load_file(str(latest / "tensors.safetensors"))

@@ -1,0 +1,270 @@
+"""Every setting of a multirec model, its default and its check, in one place.
+
+    TrainConfig    optimisation: epochs (a maximum: early stopping ends training), lr,
+                   negatives, dropouts, validation, threads, device, checkpoints
+    CFConfig       the LightFM component
+    NetworkConfig  the shape of the two-tower network (saved verbatim; the network is
+                   built from it on `fit` and on load)
+
+Rules that adapt a default to the data (`resolve_*`; each is applied in `fit` and the
+result is recorded in `model.fit_config_`):
+
+- `negatives="auto"`: every catalogue item is a negative (`"all"`, exact) up to
+  `ALL_NEGATIVES_MAX_ITEMS` items; above, `SAMPLED_NEGATIVES` uniformly sampled items per
+  step, importance-weighted so the loss estimates the same full-catalogue objective.
+- `num_threads=None`: 1 thread on machines with ≤ 2 cores (a second thread made steps
+  7–18× slower on busy 2-core machines), else half the cores, at most 8. Applied to torch,
+  BLAS (threadpoolctl) and LightFM while `fit` runs, then restored.
+- LightFM uses `num_threads=1` unless `CFConfig.num_threads` says otherwise: LightFM's
+  parallel SGD is lock-free, so only one thread gives the same factors for the same seed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["TrainConfig", "CFConfig", "NetworkConfig", "check_device", "resolve_threads",
+           "resolve_negatives", "ALL_NEGATIVES_MAX_ITEMS", "SAMPLED_NEGATIVES", "from_dict"]
+
+ALL_NEGATIVES_MAX_ITEMS = 4096
+SAMPLED_NEGATIVES = 1024
+_LOSSES = ("warp", "bpr", "logistic", "warp-kos")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def _check_ints(owner: str, obj: Any, lows: dict[str, int]) -> None:
+    for name, low in lows.items():
+        value = getattr(obj, name)
+        if not _is_int(value) or value < low:
+            raise ConfigError(f"{owner}.{name}={value!r}; it must be an integer >= {low}")
+
+
+def _check_range(owner: str, obj: Any, ranges: dict[str, tuple[float, float, bool]]) -> None:
+    """`ranges[name] = (low, high, high_inclusive)`; low is inclusive."""
+    for name, (low, high, incl) in ranges.items():
+        value = getattr(obj, name)
+        ok = _is_number(value) and low <= value and (value <= high if incl else value < high)
+        if not ok:
+            bound = f"<= {high}" if incl else f"< {high}"
+            raise ConfigError(f"{owner}.{name}={value!r}; it must be a number >= {low} and {bound}")
+
+
+def check_device(device: Any) -> str:
+    """A torch device string that exists on this machine, or a clear error."""
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ConfigError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or "
+                          "'cuda:N'") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={device!r} but CUDA is not available on this machine; "
+                              "use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={device!r} but only {torch.cuda.device_count()} CUDA "
+                              "device(s) exist")
+    elif dev.type not in ("cpu", "mps"):
+        raise ConfigError(f"device={device!r} is not supported; use 'cpu' or 'cuda'")
+    return device
+
+
+def resolve_threads(num_threads: int | None) -> int:
+    """Threads for torch/BLAS during `fit` (see the module docstring for the default)."""
+    if num_threads is not None:
+        return int(num_threads)
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(8, cores // 2)
+
+
+def resolve_negatives(negatives: int | str, n_items: int) -> int | str:
+    """`"all"` or a number of sampled negatives per step for a catalogue of `n_items`."""
+    if negatives == "auto":
+        return "all" if n_items <= ALL_NEGATIVES_MAX_ITEMS else SAMPLED_NEGATIVES
+    if negatives != "all" and negatives >= n_items:
+        return "all"
+    return negatives
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (see `MultimodalRecommender` for the model settings).
+
+    `epochs` is a maximum: validation NDCG@k on `valid_fraction` of the interactions
+    (at most `max_valid_users` users, sampled with the seed) is measured every `eval_every`
+    epochs, training stops after `patience` evaluations without improvement, and the best
+    weights are restored.
+    """
+
+    epochs: int = 100
+    batch_size: int = 128  # users per step (per process under DDP)
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    optimizer: Literal["adam", "adamw"] = "adam"
+    loss: Literal["bce", "bpr"] = "bce"
+    negatives: int | Literal["all", "auto"] = "auto"
+    neg_weight: float = 0.5
+    input_dropout: float = 0.5  # dropout on the history bag (denoising)
+    modality_dropout: float = 0.25  # chance to hide each content/CF source of an item per step
+    id_dropout: float = 0.5  # chance to hide an item's ID residual (trains the content path)
+    user_cf_dropout: float = 0.5  # chance to hide the LightFM user factor (trains fold-in)
+    valid_fraction: float = 0.1
+    max_valid_users: int = 2000  # validation NDCG on at most this many (sampled) users
+    eval_every: int = 2
+    patience: int = 3  # evaluations without improvement before stopping
+    k: int = 10  # validation NDCG@k
+    seed: int = 0
+    device: str = "cpu"
+    num_threads: int | None = None  # torch/BLAS threads during fit; None: see resolve_threads
+    show_progress: bool = True
+    checkpoint_dir: str | None = None  # where `<dir>/latest` is written (see multirec.checkpoint)
+    checkpoint_every: int = 0  # epochs between checkpoints; 0 = none (needs checkpoint_dir)
+    resume: bool = False  # continue from `<checkpoint_dir>/latest` when it exists
+    distributed: bool | Literal["auto"] = "auto"  # DDP; auto = when a process group (>1) is up
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir = os.fspath(self.checkpoint_dir)
+        _check_ints("TrainConfig", self, {
+            "epochs": 1, "batch_size": 1, "eval_every": 1, "patience": 1, "k": 1, "seed": 0,
+            "checkpoint_every": 0, "max_valid_users": 1})
+        _check_range("TrainConfig", self, {
+            "lr": (1e-12, 10.0, True), "weight_decay": (0.0, np.inf, False),
+            "neg_weight": (1e-12, np.inf, False), "input_dropout": (0.0, 1.0, False),
+            "modality_dropout": (0.0, 1.0, False), "id_dropout": (0.0, 1.0, False),
+            "user_cf_dropout": (0.0, 1.0, True), "valid_fraction": (0.0, 1.0, False)})
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.loss not in ("bce", "bpr"):
+            raise ConfigError(f"loss must be 'bce' or 'bpr', got {self.loss!r}")
+        if self.negatives not in ("all", "auto") and not (
+                _is_int(self.negatives) and self.negatives >= 1):
+            raise ConfigError(f"negatives must be 'auto', 'all' or a positive int, got "
+                              f"{self.negatives!r}")
+        if self.distributed not in (True, False, "auto"):
+            raise ConfigError(f"distributed must be True, False or 'auto', got {self.distributed!r}")
+        if self.num_threads is not None and not (_is_int(self.num_threads) and self.num_threads >= 1):
+            raise ConfigError(f"num_threads must be None or an integer >= 1, got {self.num_threads!r}")
+        for name in ("show_progress", "resume"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}; it must be True or False")
+        for name in ("checkpoint_every", "resume"):
+            if getattr(self, name) and self.checkpoint_dir is None:
+                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} needs checkpoint_dir "
+                                  "(a directory for the checkpoints)")
+        self.device = check_device(self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CFConfig:
+    """LightFM settings (names as in `lightfm.LightFM`; `epochs` = passes of `fit_partial`).
+
+    `use_item_features` / `use_user_features`: "auto" uses the data's side features when
+    it has them (LightFM's hybrid model, so a cold item's factor comes from its features).
+    Training is bit-for-bit reproducible for a given `seed` only with `num_threads=1` (the
+    default; LightFM's parallel updates are lock-free).
+    """
+
+    no_components: int = 64
+    loss: str = "warp"
+    learning_rate: float = 0.05
+    epochs: int = 20
+    item_alpha: float = 0.0
+    user_alpha: float = 0.0
+    max_sampled: int = 10
+    num_threads: int = 1
+    seed: int = 0
+    use_item_features: bool | Literal["auto"] = "auto"
+    use_user_features: bool | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        _check_ints("CFConfig", self, {"no_components": 1, "epochs": 1, "max_sampled": 1,
+                                       "num_threads": 1, "seed": 0})
+        if not _is_number(self.learning_rate) or not 0 < self.learning_rate < np.inf:
+            raise ConfigError(f"CFConfig.learning_rate={self.learning_rate!r}; it must be a "
+                              "positive number (LightFM's default is 0.05)")
+        for name in ("item_alpha", "user_alpha"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < np.inf:
+                raise ConfigError(f"CFConfig.{name}={value!r}; it must be a number >= 0 "
+                                  "(L2 penalty per example, e.g. 1e-6)")
+        if self.loss not in _LOSSES:
+            raise ConfigError(f"CFConfig.loss={self.loss!r}; choose one of {list(_LOSSES)}")
+        for name in ("use_item_features", "use_user_features"):
+            if getattr(self, name) not in (True, False, "auto"):
+                raise ConfigError(f"CFConfig.{name}={getattr(self, name)!r}; it must be True, "
+                                  "False or 'auto'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of the fields."""
+        return asdict(self)
+
+
+@dataclass
+class NetworkConfig:
+    """Shape of `TwoTowerNetwork`; saved verbatim with a model and used to rebuild it."""
+
+    n_users: int
+    n_items: int
+    content_dims: dict[str, int] = field(default_factory=dict)  # {modality: encoder dim}
+    cf_dim: int = 0  # LightFM factor size; 0 = no CF source
+    dim: int = 64
+    fusion: str = "sum"
+    use_id_embeddings: bool = True
+    use_user_cf: bool = True
+    item_item: bool = False  # a learned weight for external item-item scores
+    finetuned: list[str] = field(default_factory=list)  # modalities trained end to end
+
+    def __post_init__(self) -> None:
+        _check_ints("NetworkConfig", self, {"n_users": 0, "n_items": 0, "cf_dim": 0, "dim": 1})
+        if self.n_users > 2**31 or self.n_items > 2**31:
+            raise ConfigError(f"NetworkConfig sizes n_users={self.n_users}, n_items={self.n_items} "
+                              "are beyond what one network holds (2^31)")
+        for m, d in self.content_dims.items():
+            if not (isinstance(m, str) and m.isidentifier()):
+                raise ConfigError(f"modality name {m!r} must be a Python identifier "
+                                  "(letters, digits, _; not starting with a digit)")
+            if not _is_int(d) or d < 1:
+                raise ConfigError(f"content_dims[{m!r}]={d!r}; it must be an integer >= 1")
+        if self.fusion not in ("sum", "concat", "gated"):
+            raise ConfigError(f"fusion must be 'sum', 'concat' or 'gated', got {self.fusion!r}")
+        unknown = [m for m in self.finetuned if m not in self.content_dims]
+        if unknown:
+            raise ConfigError(f"finetuned modalities {unknown} have no content_dims entry")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
+    """`cls(**values)` with unknown keys reported by name (for configs read from files)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(values).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} key(s) {unknown} in {where}; valid keys are "
+                          f"{sorted(names)}")
+    return cls(**values)

@@ -1,0 +1,298 @@
+"""The fit recipe, as named stages over one `FitRun`, readable top to bottom.
+
+    holdout   split off validation interactions (early stopping, λ, post-hoc steps)
+    encode    item content → frozen embedding tables (+ presence masks), through encoders
+    cf        LightFM factors on the training part (side features when the data has them)
+    build     NetworkConfig → TwoTowerNetwork, frozen inputs copied in
+    item_item EASE weights (dense, or sparse neighbourhood EASE above the dense limit)
+    train     the towers (`multirec.training`), early stopping on validation NDCG
+    posthoc   on validation only: the item-item weight, probability calibration
+    refit     item-item weights on all interactions (train + validation)
+
+`run_fit(params, data, valid, callbacks)` runs them under the configured thread count and
+returns a `Fitted` (what the model keeps); `MultimodalRecommender.fit` is a thin wrapper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from encoders import Encoder
+
+from . import itemitem
+from .config import CFConfig, NetworkConfig, TrainConfig, resolve_negatives, resolve_threads
+from .content import encode_content, resolve_encoders
+from .data import InteractionData
+from .errors import ConfigError, DataError
+from .history import History
+from .idmap import IdMap
+from .network import TwoTowerNetwork
+from .posthoc import calibrate, tune_item_item_scale
+from .scoring import binary
+from .training import Callback, train_network
+
+__all__ = ["ModelParams", "Fitted", "FitRun", "run_fit", "thread_limit", "holdout_split"]
+
+
+@dataclass
+class ModelParams:
+    """The model-level settings of `MultimodalRecommender` (training settings: TrainConfig)."""
+
+    encoders: Mapping[str, Any] | None
+    dim: int
+    fusion: str
+    cf: CFConfig | None
+    use_id_embeddings: bool
+    use_user_cf: bool
+    item_item: bool | str
+    item_item_l2: float | None
+    encode_batch_size: int
+    cache_dir: Any
+    train: TrainConfig
+
+
+@dataclass
+class Fitted:
+    """Everything a fitted model holds (attributes ending in `_` on the model)."""
+
+    network: TwoTowerNetwork
+    item_item: itemitem.ItemItemWeights | None
+    user_items: sp.csr_matrix  # (n_users, n_items) binary: train + validation interactions
+    user_map: IdMap
+    item_map: IdMap
+    encoders: dict[str, Encoder]
+    encoder_configs: dict[str, dict[str, Any]]
+    history: History
+    fit_config: dict[str, Any]  # resolved data-dependent settings (negatives, threads, ...)
+
+
+@dataclass
+class FitRun:
+    """The state the stages pass along (inputs first, then what each stage produces)."""
+
+    params: ModelParams
+    data: InteractionData
+    valid: InteractionData | None
+    callbacks: Sequence[Callback] = ()
+    full: sp.csr_matrix | None = None
+    train_x: sp.csr_matrix | None = None
+    valid_x: sp.csr_matrix | None = None
+    encoders: dict[str, Encoder] = field(default_factory=dict)
+    content: dict[str, torch.Tensor] = field(default_factory=dict)
+    has: dict[str, torch.Tensor] = field(default_factory=dict)
+    cf_user: torch.Tensor | None = None
+    cf_item: torch.Tensor | None = None
+    net: TwoTowerNetwork | None = None
+    item_item: itemitem.ItemItemWeights | None = None
+    history: History | None = None
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- the recipe
+def run_fit(params: ModelParams, data: InteractionData, valid: InteractionData | None = None,
+            callbacks: Sequence[Callback] = (),
+            on_built: Callable[[TwoTowerNetwork], None] | None = None) -> Fitted:
+    """Run every stage of the recipe; returns what the model keeps. `on_built(net)` is
+    called once the network exists (so callbacks can look at the weights as they train)."""
+    cfg = params.train
+    run = FitRun(params, data, valid, callbacks)
+    threads = resolve_threads(cfg.num_threads)
+    run.resolved = {"num_threads": threads,
+                    "negatives": resolve_negatives(cfg.negatives, data.n_items)}
+    with thread_limit(threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # seeded, without touching the caller's RNG
+        for stage in (holdout, encode, collaborative, build, item_item, train, posthoc, refit):
+            stage(run)
+            if stage is build and on_built is not None:
+                on_built(run.net)
+    return Fitted(
+        network=run.net, item_item=run.item_item, user_items=run.full,
+        user_map=data.users.copy(), item_map=data.items.copy(), encoders=run.encoders,
+        encoder_configs={m: e.to_config() for m, e in run.encoders.items()},
+        history=run.history, fit_config=run.resolved)
+
+
+def holdout(run: FitRun) -> None:
+    """`train_x`, `valid_x` (or None) and `full` = train ∪ valid, all binary CSR."""
+    cfg, data, valid = run.params.train, run.data, run.valid
+    full = binary(data.to_csr())
+    if valid is not None:
+        if valid.items != data.items or valid.users != data.users:
+            raise DataError("valid must share the ID maps of data (make it with multirec.splits)")
+        run.train_x, run.valid_x = full, binary(valid.to_csr())
+        full = binary(full + run.valid_x)
+    elif cfg.valid_fraction > 0:
+        run.train_x, run.valid_x = holdout_split(full, cfg.valid_fraction, cfg.seed)
+    else:
+        run.train_x, run.valid_x = full, None
+    if run.valid_x is not None and run.valid_x.nnz == 0:
+        run.valid_x = None
+    run.full = full
+
+
+def encode(run: FitRun) -> None:
+    """Resolve the encoders and embed every item's content (cached, batched)."""
+    p, data = run.params, run.data
+    run.encoders = resolve_encoders(p.encoders)
+    missing = [m for m in run.encoders if m not in data.content]
+    if missing:
+        raise DataError(f"encoders given for modalities {missing} but the data has content for "
+                        f"{data.modalities}; pass item_content={{{missing[0]!r}: ...}} to the data")
+    unused = [m for m in data.content if m not in run.encoders]
+    if unused:
+        warnings.warn(f"the data has content for {unused} but no encoder is given for it, so it "
+                      f"is not used; pass encoders={{{unused[0]!r}: ...}}", stacklevel=4)
+    for m, enc in run.encoders.items():
+        if hasattr(enc, "fit_vocabulary") and not getattr(enc, "fitted", False):  # learn a vocabulary
+            enc.fit_vocabulary([x for x in data.content[m] if x is not None])
+        run.content[m], run.has[m] = encode_content(
+            enc, data.content[m], batch_size=p.encode_batch_size, cache=p.cache_dir,
+            show_progress=p.train.show_progress, modality=m)
+
+
+def collaborative(run: FitRun) -> None:
+    """LightFM user/item factors from the training part (None without CF)."""
+    cf_cfg = run.params.cf
+    if cf_cfg is None:
+        return
+    from .cf import LightFMFactors
+
+    lfm = LightFMFactors(cf_cfg).fit(
+        run.train_x, show_progress=run.params.train.show_progress,
+        user_features=run.data.user_features, item_features=run.data.item_features)
+    run.cf_user = torch.from_numpy(np.asarray(lfm.user_factors_, np.float32))
+    run.cf_item = torch.from_numpy(np.asarray(lfm.item_factors_, np.float32))
+
+
+def build(run: FitRun) -> None:
+    """The network from its config, with the frozen inputs copied in."""
+    p, data = run.params, run.data
+    live = {m: e for m, e in run.encoders.items() if _is_trainable(e)}
+    use_ii = _use_item_item(p.item_item)
+    config = NetworkConfig(
+        n_users=data.n_users, n_items=data.n_items,
+        content_dims={m: e.dim for m, e in run.encoders.items()},
+        cf_dim=0 if run.cf_item is None else int(run.cf_item.shape[1]), dim=p.dim,
+        fusion=p.fusion, use_id_embeddings=p.use_id_embeddings, use_user_cf=p.use_user_cf,
+        item_item=use_ii, finetuned=list(live))
+    net = TwoTowerNetwork(config)
+    with torch.no_grad():
+        for m in run.content:
+            getattr(net, f"content_{m}").copy_(run.content[m])
+            getattr(net, f"has_{m}").copy_(run.has[m])
+        if run.cf_item is not None:
+            net.cf_item.copy_(_standardise(run.cf_item))
+            net.cf_user.copy_(_standardise(run.cf_user))
+        net.warm_item.copy_(torch.from_numpy(np.diff(run.train_x.tocsc().indptr) > 0))
+        net.warm_user.copy_(torch.from_numpy(np.diff(run.train_x.indptr) > 0))
+    if live:
+        net.attach_encoders(live, {m: list(data.content[m]) for m in live},
+                            batch_size=p.encode_batch_size)
+        if run.resolved["negatives"] == "all" and data.n_items > 5000:
+            warnings.warn(
+                f"fine-tuning {sorted(live)} with negatives='all' runs the encoder over all "
+                f"{data.n_items} items every step; pass negatives=256 (or similar) to sample",
+                stacklevel=4)
+    run.net = net
+
+
+def item_item(run: FitRun) -> None:
+    """EASE weights from the training part; λ chosen on validation unless given."""
+    if not run.net.use_item_item:
+        return
+    p = run.params
+    run.item_item = itemitem.fit_item_item(
+        run.train_x, run.valid_x, l2=p.item_item_l2, max_valid_users=p.train.max_valid_users,
+        seed=p.train.seed, k=p.train.k)
+    run.resolved["item_item"] = {"kind": run.item_item.kind, "l2": run.item_item.l2,
+                                 "neighbours": run.item_item.neighbours}
+
+
+def train(run: FitRun) -> None:
+    """Train the towers (early stopping on validation NDCG; best weights restored)."""
+    cfg = run.params.train
+    if cfg.negatives != run.resolved["negatives"]:
+        from dataclasses import replace
+
+        cfg = replace(cfg, negatives=run.resolved["negatives"])
+    run.history = train_network(run.net, run.train_x, run.valid_x, cfg, run.callbacks,
+                                item_item=run.item_item)
+    if run.net.finetuned:
+        run.net.refresh_content()  # the buffers serve scoring with the fine-tuned weights
+
+
+def posthoc(run: FitRun) -> None:
+    """Validation-only steps: the item-item weight, then calibration (W from train only)."""
+    if run.valid_x is None or run.history.interrupted:
+        return
+    cfg = run.params.train
+    if run.item_item is not None:
+        run.history.item_item_scale = tune_item_item_scale(
+            run.net, run.train_x, run.valid_x, run.item_item, k=cfg.k,
+            max_users=cfg.max_valid_users, seed=cfg.seed)
+    calibrate(run.net, run.train_x, run.valid_x, run.item_item,
+              max_users=cfg.max_valid_users, seed=cfg.seed)
+
+
+def refit(run: FitRun) -> None:
+    """Item-item weights on all interactions, once validation has had its say."""
+    if run.item_item is not None and run.full.nnz != run.train_x.nnz:
+        run.item_item = run.item_item.refit(run.full)
+
+
+# ---------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def thread_limit(n: int) -> Iterator[None]:
+    """Run the block with `n` torch threads and `n` BLAS threads, then restore both."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # BLAS threads stay as they are
+        blas: Any = contextlib.nullcontext()
+    else:
+        blas = threadpool_limits(limits=n)
+    try:
+        with blas:
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def holdout_split(x: sp.csr_matrix, fraction: float, seed: int
+                  ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Random split of interactions; every user keeps at least one training interaction."""
+    coo = x.tocoo()
+    rng = np.random.default_rng(seed)
+    held = rng.random(coo.nnz) < fraction
+    order = rng.permutation(coo.nnz)  # keep the first (random) interaction of each user
+    _, first = np.unique(coo.row[order], return_index=True)
+    held[order[first]] = False
+    shape = x.shape
+    train = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=shape)
+    valid = sp.csr_matrix((coo.data[held], (coo.row[held], coo.col[held])), shape=shape)
+    return train, valid
+
+
+def _use_item_item(setting: bool | str) -> bool:
+    if setting not in (True, False, "auto"):
+        raise ConfigError(f"item_item must be True, False or 'auto', got {setting!r}")
+    return bool(setting)  # "auto": on at any size (sparse above itemitem.DENSE_MAX_ITEMS)
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    """Scale factors to unit average norm (LightFM's scale depends on lr and epochs)."""
+    return x / x.norm(dim=1).mean().clamp(min=1e-8)
+
+
+def _is_trainable(enc: Encoder) -> bool:
+    """Whether `enc` has trainable weights (then it is fine-tuned end to end in `fit`)."""
+    return any(p.requires_grad for p in enc.parameters())

@@ -1,0 +1,134 @@
+"""The one ranking kernel: masking, top-k with one tie rule, padding, NDCG@k.
+
+Every ranking in multirec goes through here: `recommend`, the item index's exact rescoring,
+validation NDCG during training, the item-item λ search, the baselines and `evaluate`.
+
+Tie rule: items with equal scores are ordered by a seeded random permutation of the
+catalogue (`tie_order(n, seed)`), the same for every user and every call with that seed.
+A constant scorer therefore ranks items in random order — never by item index, which in
+many data sets (ML-100K among them) correlates with popularity and would flatter it.
+
+Scores of -inf mean "not rankable" (excluded / non-candidate items); such positions come
+back as index -1 with score -inf. NaN scores are an error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import DataError
+
+__all__ = ["TIE_SEED", "tie_order", "check_k", "masked_scores", "topk", "ndcg_at_k"]
+
+TIE_SEED = 0  # default seed of the tie-breaking permutation
+
+
+def check_k(k: object, name: str = "k") -> int:
+    """`k` as an int >= 1 (bools and floats are rejected)."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise DataError(f"{name} must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def tie_order(n: int, seed: int = TIE_SEED) -> np.ndarray:  # (n,) permutation of item indices
+    """The order in which tied items are ranked: position p holds the item ranked p-th."""
+    return np.random.default_rng([seed, n]).permutation(n)
+
+
+def candidate_mask(candidates: np.ndarray, n_items: int) -> np.ndarray:  # (n_items,) bool
+    """Boolean mask from item indices (or a boolean mask of shape (n_items,))."""
+    c = np.asarray(candidates)
+    if c.dtype == bool:
+        if c.shape != (n_items,):
+            raise DataError(f"a boolean candidates mask needs shape ({n_items},), got {c.shape}")
+        mask = c
+    else:
+        if c.ndim != 1 or (c.size and not np.issubdtype(c.dtype, np.integer)):
+            raise DataError(f"candidates must be a 1-D array of item indices, got shape {c.shape} "
+                            f"dtype {c.dtype}")
+        if c.size and (c.min() < 0 or c.max() >= n_items):
+            bad = c[(c < 0) | (c >= n_items)][0]
+            raise DataError(f"candidate item index {bad} is out of range 0..{n_items - 1}")
+        mask = np.zeros(n_items, dtype=bool)
+        mask[c] = True
+    if not mask.any():
+        raise DataError("candidates is empty; pass at least one item index (or None for all items)")
+    return mask
+
+
+def masked_scores(scores: np.ndarray, exclude: sp.spmatrix | None = None,
+                  candidates: np.ndarray | None = None) -> np.ndarray:  # (U, n) float64
+    """Copy of `scores` with excluded and non-candidate items at -inf (NaN raises)."""
+    s = np.array(scores, dtype=np.float64, copy=True)
+    if s.ndim != 2:
+        raise DataError(f"scores must be a 2-D (users, items) array, got shape {s.shape}")
+    if np.isnan(s).any():
+        r, c = np.argwhere(np.isnan(s))[0]
+        raise DataError(f"scores contain {int(np.isnan(s).sum())} NaN value(s) (first at row {r}, "
+                        f"item {c}); the model produced invalid scores")
+    if candidates is not None:
+        s[:, ~candidate_mask(candidates, s.shape[1])] = -np.inf
+    if exclude is not None:
+        if not sp.issparse(exclude) or exclude.shape != s.shape:
+            raise DataError(f"exclude must be a sparse matrix of shape {s.shape} (users, items), got "
+                            f"{type(exclude).__name__} of shape {getattr(exclude, 'shape', None)}")
+        ex = sp.csr_matrix(exclude)
+        r, c = ex.nonzero()
+        s[r, c] = -np.inf
+    return s
+
+
+def _top_k_index_ties(s: np.ndarray, k: int) -> np.ndarray:  # (U, k) ties by lower column
+    n_users, n = s.shape
+    if k == n:
+        return np.argsort(-s, axis=1, kind="stable")
+    part = np.argpartition(-s, k - 1, axis=1)[:, k - 1:k]  # (U, 1) position of the k-th best
+    kth = np.take_along_axis(s, part, 1)  # (U, 1) k-th largest score
+    above, tied = s > kth, s == kth
+    need = k - above.sum(1, keepdims=True)  # tied items that still fit
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))  # exactly k per row
+    idx = np.nonzero(chosen)[1].reshape(n_users, k)  # ascending column per row
+    order = np.argsort(-np.take_along_axis(s, idx, 1), axis=1, kind="stable")
+    return np.take_along_axis(idx, order, 1)
+
+
+def topk(scores: np.ndarray, k: int, *, exclude: sp.spmatrix | None = None,
+         candidates: np.ndarray | None = None, seed: int = TIE_SEED,
+         masked: bool = False) -> tuple[np.ndarray, np.ndarray]:  # (U, k') int64, (U, k') float64
+    """Best `k` items per row, best first: `(indices, scores)`, -1 / -inf where nothing is left.
+
+    `k` is capped at the number of items. `masked=True` says `scores` already went through
+    `masked_scores` (no copy, no checks).
+    """
+    k = check_k(k)
+    s = scores if masked else masked_scores(scores, exclude, candidates)
+    n = s.shape[1]
+    k = min(k, n)
+    if n == 0:
+        return np.zeros((len(s), 0), np.int64), np.zeros((len(s), 0))
+    order = tie_order(n, seed)
+    top = order[_top_k_index_ties(s[:, order], k)]  # ties in the seeded random order
+    vals = np.take_along_axis(s, top, 1)
+    return np.where(vals > -np.inf, top, -1), vals
+
+
+def ndcg_at_k(scores: np.ndarray, target: sp.spmatrix, k: int, *,
+              exclude: sp.spmatrix | None = None, seed: int = TIE_SEED) -> tuple[float, int]:
+    """Sum of NDCG@k over the rows with ≥ 1 rankable target item, and the number of such rows.
+
+    The same definition as `multirec.metrics` (binary gains 1/log2(rank + 1), IDCG over
+    min(k, |relevant|) hits); relevant items that are excluded do not count.
+    """
+    s = masked_scores(scores, exclude)
+    top, _ = topk(s, k, seed=seed, masked=True)
+    rel = sp.csr_matrix(target, dtype=np.float32).astype(bool).toarray() & (s > -np.inf)
+    n_rel = rel.sum(1)
+    keep = n_rel > 0
+    if not keep.any():
+        return 0.0, 0
+    kk = top.shape[1]
+    hits = np.take_along_axis(rel, np.maximum(top, 0), 1) & (top >= 0)  # (U, kk)
+    disc = 1.0 / np.log2(np.arange(2, kk + 2))
+    ideal = np.cumsum(disc)[np.minimum(n_rel[keep], kk) - 1]
+    return float(((hits[keep] * disc).sum(1) / ideal).sum()), int(keep.sum())

@@ -1,0 +1,168 @@
+"""Scoring: the only code that knows the tower layout (`ItemOutput` / `UserOutput` fields).
+
+    logits(u, i) = a·(⟨h_u, h_i⟩ + s·⟨cf_u, cf_i⟩ + t·ii_ui·memory_i + b_u + b_i + b) + c
+
+`Scorer` serves a fitted network: the catalogue's item outputs (cached), user vectors for
+known users (their training history) or new users (fold-in from a given history),
+calibrated logits for every item in bounded memory (`batch_size` users at a time), and the
+retrieval head — one query and one item vector per side whose inner product is the logit
+up to the user's own terms — that `multirec.index.ItemIndex` searches with FAISS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .network import ItemOutput, TwoTowerNetwork, UserOutput, sparse_bag
+
+__all__ = ["Scorer", "RetrievalHead", "iter_logits", "logits_batch_size", "binary"]
+
+_MAX_BLOCK = 1 << 22  # floats per (users × items) logits block
+
+
+def logits_batch_size(n_items: int, cap: int = 512) -> int:
+    """Users per block so that a (users × items) float block stays near 16 MB."""
+    return max(1, min(cap, _MAX_BLOCK // max(n_items, 1)))
+
+
+def binary(x: sp.spmatrix) -> sp.csr_matrix:
+    """Rows of `x` as a float32 CSR with every stored entry 1 (duplicates merged, zeros dropped)."""
+    x = sp.csr_matrix(x, dtype=np.float32)
+    x.sum_duplicates()
+    x.eliminate_zeros()
+    x.data[:] = 1.0
+    return x
+
+
+@dataclass
+class RetrievalHead:
+    """Vectors whose inner product is the logit minus the user's own terms.
+
+    `items (n, D)`: `[h_i, s·cf_i, b_i + b]`; a query is `[h_u, cf_u, 1]`; the user bias and
+    the calibration `a·x + c` (a > 0) do not change a user's ranking. Item-item scores, when
+    the model has them, are added by the index on its candidates (`Scorer.item_item_scores`).
+    """
+
+    items: np.ndarray  # (n_items, D) float32
+    dim: int  # D
+
+
+class Scorer:
+    """Logits and vectors of a fitted network (eval mode, no gradients)."""
+
+    def __init__(self, net: TwoTowerNetwork, item_item: Any = None) -> None:
+        self.net, self.item_item = net, item_item
+        self._cache: tuple[ItemOutput, torch.Tensor] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.global_bias.device
+
+    def invalidate(self) -> None:
+        """Forget the cached catalogue (after the network or the catalogue changed)."""
+        self._cache = None
+
+    def catalogue(self) -> tuple[ItemOutput, torch.Tensor]:  # item outputs, (n_items, d) context
+        if self._cache is None:
+            net = self.net
+            was = net.training
+            net.eval()
+            with torch.no_grad():
+                items = torch.arange(net.n_items, device=self.device)
+                out = net.items(items)
+                self._cache = (out, net.context(items, out))
+            net.train(was)
+        return self._cache
+
+    def users(self, users: np.ndarray | None, history: sp.csr_matrix) -> UserOutput:
+        """User outputs from `history` (B, n_items); `users=None`: unknown users (fold-in)."""
+        _, ctx = self.catalogue()
+        with torch.no_grad():
+            u = None if users is None else torch.from_numpy(np.asarray(users, np.int64)).to(self.device)
+            return self.net.users(u, sparse_bag(history, self.device), ctx)
+
+    def item_item_scores(self, history: sp.csr_matrix, columns: np.ndarray | None = None
+                         ) -> torch.Tensor | None:  # (B, C) or None
+        if self.item_item is None or not self.net.use_item_item:
+            return None
+        s = (self.item_item.scores(history) if columns is None
+             else self.item_item.scores_at(history, columns))
+        return torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)).to(self.device)
+
+    def logits(self, users: np.ndarray | None, history: sp.csr_matrix, *,
+               calibrated: bool = True) -> torch.Tensor:  # (B, n_items)
+        """Logits of every catalogue item for one block of users."""
+        out, _ = self.catalogue()
+        user = self.users(users, history)
+        ii = self.item_item_scores(history)
+        with torch.no_grad():
+            if calibrated:
+                return self.net.logits(user, out, ii)
+            return self.net.raw_logits(user, out, ii)
+
+    def score_users(self, users: np.ndarray, history: sp.csr_matrix | None,
+                    user_items: sp.csr_matrix, batch_size: int | None = None) -> np.ndarray:
+        """(B, n_items) float32 logits for user indices; with `history` they are treated as
+        unknown users represented by those rows (fold-in)."""
+        users = np.asarray(users, dtype=np.int64)
+        n_items = self.net.n_items
+        bs = batch_size or logits_batch_size(n_items)
+        chunks = []
+        for s in range(0, len(users), bs):
+            u = users[s:s + bs]
+            if history is None:
+                chunk = self.logits(u, user_items[u])
+            else:
+                chunk = self.logits(None, binary(history[s:s + bs]))
+            chunks.append(chunk.cpu().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, n_items), np.float32)
+
+    def item_vectors(self) -> np.ndarray:  # (n_items, d)
+        return self.catalogue()[0].h.cpu().numpy()
+
+    def retrieval_head(self, rows: np.ndarray | None = None) -> RetrievalHead:
+        """Item side of the retrieval head (all items or `rows`)."""
+        out, _ = self.catalogue()
+        net = self.net
+        with torch.no_grad():
+            parts = [out.h]
+            if net.use_user_cf:
+                parts.append(net.cf_scale * out.cf)
+            parts.append((out.bias + net.global_bias).unsqueeze(1))
+            x = torch.cat(parts, 1).float().cpu().numpy()
+        x = x if rows is None else x[rows]
+        return RetrievalHead(items=np.ascontiguousarray(x), dim=x.shape[1])
+
+    def queries(self, users: np.ndarray | None, history: sp.csr_matrix
+                ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) user biases
+        """Query side of the retrieval head: `[h_u, cf_u, 1]` and `b_u`."""
+        user = self.users(users, history)
+        parts = [user.h]
+        if self.net.use_user_cf:
+            parts.append(user.cf)
+        parts.append(torch.ones(user.h.shape[0], 1, device=user.h.device))
+        q = torch.cat(parts, 1).float().cpu().numpy()
+        return np.ascontiguousarray(q), user.bias.float().cpu().numpy()
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated logits from raw ones (`a·raw + c`)."""
+        return raw * float(self.net.logit_scale) + float(self.net.logit_shift)
+
+
+def iter_logits(net: TwoTowerNetwork, inputs: sp.csr_matrix, users: np.ndarray,
+                item_item: Any = None, *, calibrated: bool = False,
+                batch_size: int | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """`(users, logits (B, n_items))` per block of `users`, histories from the rows of
+    `inputs`; used by validation and calibration during `fit` (the catalogue is re-encoded
+    on each call, since the weights change between calls)."""
+    scorer = Scorer(net, item_item)
+    bs = batch_size or logits_batch_size(net.n_items)
+    for s in range(0, users.size, bs):
+        u = users[s:s + bs]
+        yield u, scorer.logits(u, inputs[u], calibrated=calibrated)
