@@ -25,7 +25,9 @@ from pathlib import Path
 from ..errors import DatasetError
 
 __all__ = ["Source", "cache_root", "fetch", "file_hash", "check_hashes", "locate", "missing_files",
-           "download_file", "record_hash", "check_recorded"]
+           "RECORD"]
+
+RECORD = ".multirec-sha256.json"  # sizes and hashes recorded at download when none are published
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,11 @@ class Source:
         archive_hash: published hash of the archive ("" when none is published).
         file_hashes: published hashes of the extracted files {name: hex}.
         algorithm: hashlib name of those hashes ("md5", "sha256").
+        archive: True if `url` is a .zip to extract; False if it is the one file in `files`.
+
+    Without published hashes (`file_hashes` empty) a download records the size and SHA-256
+    of its files in `<folder>/.multirec-sha256.json` (trust on first use); `verify=True`
+    compares against that record.
     """
 
     name: str
@@ -49,6 +56,7 @@ class Source:
     archive_hash: str = ""
     file_hashes: Mapping[str, str] = field(default_factory=dict)
     algorithm: str = "sha256"
+    archive: bool = True
 
     def hint(self) -> str:
         """What the user can do instead of the automatic download."""
@@ -139,6 +147,8 @@ def _download_archive(source: Source, root: Path) -> Path:
             raise DatasetError(f"cannot extract {source.url} ({exc}); {source.hint()}") from exc
         extracted = _extracted_folder(unpacked, source)
         check_hashes(extracted, source.file_hashes, source.algorithm, source.hint())
+        if not source.file_hashes:
+            _record(extracted, extracted, source.files)
         if target.exists():  # an incomplete earlier copy
             shutil.rmtree(target)
         os.replace(extracted, target)  # atomic: readers see all files or none
@@ -147,55 +157,62 @@ def _download_archive(source: Source, root: Path) -> Path:
     return target
 
 
-def download_file(url: str, dest: Path, hint: str) -> Path:
-    """Download one file to `dest` atomically (temp file, then rename) and record its hash.
-
-    Nothing is published to check it against, so `<dest>.sha256` records the size and
-    SHA-256 of the first download (trust on first use); `check_recorded` compares later.
-    """
-    if dest.is_file():
-        return dest
-    tmp = _temp_dir(dest.parent, dest.name, hint)
+def _download_file(source: Source, root: Path) -> Path:
+    """`root/<name>/<file>` downloaded from `source.url` (a plain file, not an archive)."""
+    target = root / source.name
+    tmp = _temp_dir(root, source.name, source.hint())
     try:
-        part = tmp / dest.name
-        _fetch_checked(url, part, "", "sha256", hint)
-        record_hash(part, dest.parent / f"{dest.name}.sha256")
-        os.replace(part, dest)
+        part = tmp / source.files[0]
+        _fetch_checked(source.url, part, source.archive_hash, source.algorithm, source.hint())
+        target.mkdir(parents=True, exist_ok=True)
+        if not source.file_hashes:
+            _record(part.parent, target, source.files)
+        os.replace(part, target / source.files[0])  # atomic: the file is whole or absent
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    return target
 
 
-def record_hash(path: Path, record: Path) -> None:
-    """Write {"size": bytes, "sha256": hex} of `path` to the JSON file `record`."""
-    record.write_text(json.dumps({"size": path.stat().st_size, "sha256": file_hash(path)}))
+def _record(folder: Path, into: Path, files: tuple[str, ...]) -> None:
+    """Add {file: {"size", "sha256"}} of `folder/<file>` to the record `into/RECORD`."""
+    path = into / RECORD
+    entries = json.loads(path.read_text()) if path.is_file() else {}
+    for name in files:
+        entries[name] = {"size": (folder / name).stat().st_size, "sha256": file_hash(folder / name)}
+    tmp = into / f"{RECORD}.tmp"
+    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+    os.replace(tmp, path)
 
 
-def check_recorded(path: Path, hint: str) -> None:
-    """Compare `path` with the size and SHA-256 recorded at its download, if recorded."""
-    record = path.parent / f"{path.name}.sha256"
-    if not record.is_file():
-        raise DatasetError(f"no recorded checksum for {str(path)!r} (only files downloaded by multirec "
-                           f"have one); pass verify=False to read it unchecked")
+def _check_record(folder: Path, files: tuple[str, ...]) -> None:
+    """Compare files with the sizes and SHA-256 recorded when they were downloaded."""
+    path = folder / RECORD
     try:
-        expected = json.loads(record.read_text())
-        size, digest = int(expected["size"]), str(expected["sha256"])
+        entries = json.loads(path.read_text())
+        expected = {f: (int(entries[f]["size"]), str(entries[f]["sha256"])) for f in files}
+    except FileNotFoundError:
+        raise DatasetError(
+            f"no checksums are published for these files and {str(path)!r} (written when multirec "
+            f"downloads them) does not exist, so {str(folder)!r} cannot be verified; pass "
+            f"verify=False") from None
     except (ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"unreadable checksum record {str(record)!r} ({exc}); delete it and "
-                           f"{hint}") from exc
-    actual = file_hash(path)
-    if path.stat().st_size != size or actual != digest:
-        raise DatasetError(f"checksum mismatch for {str(path)!r}: sha256 {actual}, recorded {digest} "
-                           f"at download (the file changed since); delete it to download again")
+        raise DatasetError(f"unreadable checksum record {str(path)!r} (missing {exc}); delete the "
+                           f"folder to download again, or pass verify=False") from exc
+    for name, (size, digest) in expected.items():
+        actual = file_hash(folder / name)
+        if (folder / name).stat().st_size != size or actual != digest:
+            raise DatasetError(
+                f"checksum mismatch for {str(folder / name)!r}: sha256 {actual}, recorded {digest} "
+                f"at its download (the file changed since); delete it to download it again")
 
 
 def locate(source: Source, data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None,
            *, verify: bool = False) -> Path:
     """The folder with `source.files`: data_dir, then $env, then the cache (downloaded if missing).
 
-    Local folders (data_dir or $env) are checked against `source.file_hashes` only with
-    `verify=True`; a download is always checked; a cached copy was checked when downloaded
-    and is checked again with `verify=True`.
+    Local folders (data_dir or $env) are checked against `source.file_hashes` (or the record
+    of the download) only with `verify=True`; a download is always checked against the
+    published hashes; a cached copy is checked again with `verify=True`.
     """
     origin = "data_dir"
     if data_dir is None and os.environ.get(source.env):
@@ -204,7 +221,7 @@ def locate(source: Source, data_dir: str | os.PathLike | None, cache_dir: str | 
         root = cache_root(cache_dir)
         path = root / source.name
         if missing_files(path, source.files):
-            return _download_archive(source, root)
+            return (_download_archive if source.archive else _download_file)(source, root)
     else:
         path = Path(data_dir).expanduser()
         missing = missing_files(path, source.files)
@@ -212,10 +229,8 @@ def locate(source: Source, data_dir: str | os.PathLike | None, cache_dir: str | 
             raise DatasetError(
                 f"{origin}={str(path)!r} lacks {missing}; it must be the unzipped official "
                 f"{source.name} folder with {list(source.files)} (get it from {source.url})")
-    if verify:
-        if not source.file_hashes:
-            raise DatasetError(f"verify=True needs published hashes of the {source.name} files, and "
-                               f"none are (only of the download, checked when downloading); pass "
-                               f"verify=False")
+    if verify and source.file_hashes:
         check_hashes(path, source.file_hashes, source.algorithm, source.hint())
+    elif verify:
+        _check_record(path, source.files)
     return path
