@@ -323,9 +323,16 @@ def test_device_cuda_without_cuda():
 
 
 @NEEDS_CONFIG
-def test_huge_lr_warns():
-    with pytest.warns(UserWarning, match=r"1e\+08|100000000"):
-        MultimodalRecommender(lr=1e8)
+def test_huge_lr_warns_or_raises():
+    named = re.compile(r"1e\+08|100000000")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            MultimodalRecommender(lr=1e8)
+        except ConfigError as exc:  # rejecting it outright is fine too
+            assert named.search(str(exc)), exc
+            return
+    assert any(named.search(str(w.message)) for w in caught), [str(w.message) for w in caught]
 
 
 WARN_CASES = [
