@@ -1,13 +1,15 @@
 """Training checkpoints: resume `train_network` exactly where it stopped.
 
-A checkpoint is the directory `<checkpoint_dir>/latest`, replaced atomically (see
-`multirec.io.atomic_directory`) every `checkpoint_every` epochs and when training ends:
+A checkpoint is the directory `<checkpoint_dir>/latest`, written crash-safely every
+`checkpoint_every` epochs and when training ends (`multirec._files.atomic_directory`:
+`latest/multirec.json` names the current `latest/version-<hex>/`; `checkpoint_path` finds it):
 
     state.json           epochs done, History, evaluations without improvement, the numpy RNG
                          state, optimizer hyper-parameters, the run's fingerprint (parameter
-                         shapes, training settings, data hashes), SHA-256 of tensors.safetensors
+                         shapes, training settings, data hashes)
     tensors.safetensors  network state, best and last-good weights, optimizer state
                          (flattened), torch RNG states of every rank
+    manifest.json        SHA-256 of both files
 
 JSON and safetensors only: reading a checkpoint never executes code (no pickle, no torch.load).
 """
@@ -25,12 +27,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._files import atomic_directory, current_version, verify_manifest, write_manifest
 from .errors import ConfigError, ModelFileError
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "fingerprint", "check_fingerprint",
-           "CHECKPOINT_VERSION"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "checkpoint_path", "fingerprint",
+           "check_fingerprint", "CHECKPOINT_VERSION"]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+_FILES = ("state.json", "tensors.safetensors")
 _FORMAT = "multirec.TrainingCheckpoint"
 _SUBDIR = "latest"
 
@@ -98,8 +102,6 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, ckpt: Checkpoint) -> Path
     """Write `ckpt` to `<checkpoint_dir>/latest` atomically; returns that path."""
     from safetensors.torch import save_file
 
-    from .io import _sha256, atomic_directory
-
     tensors = _prefixed("net", ckpt.net)
     tensors |= _prefixed("best", ckpt.best)
     same = ckpt.last_good is ckpt.best  # usually the same snapshot: store it once
@@ -110,7 +112,8 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, ckpt: Checkpoint) -> Path
     for r, states in enumerate(ckpt.torch_rng):
         tensors |= _prefixed(f"rng.{r}", states)
     target = Path(checkpoint_dir) / _SUBDIR
-    with atomic_directory(target) as tmp:
+    old_layout = _FILES if current_version(target, _FORMAT) is None else ()  # version-1 files
+    with atomic_directory(target, overwrite=True, marker=_FORMAT, replaces=old_layout) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                   str(tmp / "tensors.safetensors"))
         meta = {
@@ -118,40 +121,51 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, ckpt: Checkpoint) -> Path
             "epoch": ckpt.epoch, "history": ckpt.history, "bad_evals": ckpt.bad_evals,
             "last_good_is_best": same, "optimizer": optim_meta, "numpy_rng": ckpt.numpy_rng,
             "world_size": len(ckpt.torch_rng), "fingerprint": ckpt.fingerprint,
-            "sha256": _sha256(tmp / "tensors.safetensors"),
         }
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+        write_manifest(tmp, _FILES)
     return target
+
+
+def checkpoint_path(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """The folder holding the current checkpoint's files; None when there is none yet."""
+    return current_version(Path(checkpoint_dir) / _SUBDIR, _FORMAT)
 
 
 def load_checkpoint(checkpoint_dir: str | os.PathLike) -> Checkpoint | None:
     """Read `<checkpoint_dir>/latest`; None when there is no checkpoint yet."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .io import _sha256
+    from safetensors.torch import load as load_tensors
 
     root = Path(checkpoint_dir) / _SUBDIR
-    meta_path, tensor_path = root / "state.json", root / "tensors.safetensors"
-    if not meta_path.is_file():
+    folder = current_version(root, _FORMAT)
+    if folder is None:
+        if (root / "state.json").is_file():
+            raise ModelFileError(f"the checkpoint in {str(root)!r} was written by an older multirec "
+                                 f"(format 1); this one resumes format {CHECKPOINT_VERSION}. Delete "
+                                 f"{str(root)!r} or pass resume=False to start afresh")
         return None
     try:
-        meta = json.loads(meta_path.read_text())
+        files = verify_manifest(folder, _FILES)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{exc} Or delete {str(root)!r} to start afresh.") from exc
+    meta_path = folder / "state.json"
+    try:
+        meta = json.loads(files["state.json"])
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{str(meta_path)!r} is corrupt ({exc}); delete {str(root)!r} to "
                              "start afresh") from exc
-    if meta.get("format") != _FORMAT or not isinstance(meta.get("format_version"), int):
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT or not isinstance(
+            meta.get("format_version"), int):
         raise ModelFileError(f"{str(meta_path)!r} is not a multirec training checkpoint")
-    if meta["format_version"] > CHECKPOINT_VERSION:
-        raise ModelFileError(f"the checkpoint in {str(root)!r} has format {meta['format_version']}, "
-                             f"newer than this multirec reads ({CHECKPOINT_VERSION}); upgrade multirec")
-    if not tensor_path.is_file() or _sha256(tensor_path) != meta.get("sha256"):
-        raise ModelFileError(f"{str(tensor_path)!r} is missing or does not match its checksum in "
-                             f"state.json; delete {str(root)!r} to start afresh")
+    if meta["format_version"] != CHECKPOINT_VERSION:
+        raise ModelFileError(f"the checkpoint in {str(root)!r} has format {meta['format_version']}; "
+                             f"this multirec resumes format {CHECKPOINT_VERSION}. Delete it or pass "
+                             "resume=False to start afresh")
     try:
-        tensors = load_file(str(tensor_path), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise ModelFileError(f"cannot read {str(tensor_path)!r}: {exc}") from exc
+        tensors = load_tensors(files["tensors.safetensors"])
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"cannot read {str(folder / 'tensors.safetensors')!r}: {exc}") from exc
     best = _unprefixed("best", tensors)
     return Checkpoint(
         epoch=int(meta["epoch"]), history=meta["history"], bad_evals=int(meta["bad_evals"]),

@@ -12,7 +12,6 @@ import torch
 
 import encoders.precomputed  # noqa: F401  (registers "precomputed")
 from multirec.checkpoint import checkpoint_path
-from multirec.config import NetworkConfig
 from multirec.data import InteractionData
 from multirec.errors import ConfigError, ModelFileError, TrainingDivergedError
 from multirec.model import MultimodalRecommender
@@ -51,8 +50,7 @@ def planted_problem(n_users: int = 150, n_items: int = 80, seed: int = 0):
 def planted_net(train: sp.csr_matrix, content: np.ndarray, dim: int = 16, seed: int = 0) -> TwoTowerNetwork:
     """A content + ID network (no LightFM) with the planted content in its buffers."""
     torch.manual_seed(seed)
-    net = TwoTowerNetwork(NetworkConfig(n_users=train.shape[0], n_items=train.shape[1],
-                                        content_dims={"vec": content.shape[1]}, dim=dim))
+    net = TwoTowerNetwork(train.shape[0], train.shape[1], {"vec": content.shape[1]}, None, dim=dim)
     with torch.no_grad():
         net.content_vec.copy_(torch.from_numpy(content))
         net.has_vec.fill_(True)
@@ -186,7 +184,7 @@ def test_model_fit_with_checkpoint_and_resume(tmp_path):
     ck = dict(kw, checkpoint_dir=tmp_path / "ck", checkpoint_every=2, resume=True)
     with pytest.raises(RuntimeError, match="simulated crash"):
         MultimodalRecommender(**ck).fit(data, callbacks=[crash_at(3)])
-    assert json.loads((tmp_path / "ck" / "latest" / "state.json").read_text())["epoch"] == 2
+    assert json.loads((checkpoint_path(tmp_path / "ck") / "state.json").read_text())["epoch"] == 2
     resumed = MultimodalRecommender(**ck).fit(data)
     np.testing.assert_array_equal(resumed.score_users(users), straight.score_users(users))
     assert resumed.history_.epochs == straight.history_.epochs

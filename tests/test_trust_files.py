@@ -161,7 +161,7 @@ def test_kill_9_during_save_keeps_a_loadable_model(model, tmp_path):
                     model.save_pretrained(target, overwrite=True)
             finally:
                 os._exit(1)
-        time.sleep(rng.uniform(0.0, 0.15))
+        time.sleep(rng.uniform(0.0, 0.4))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
