@@ -59,6 +59,7 @@ class History:
         """
         try:
             import matplotlib.pyplot as plt
+            from matplotlib.ticker import MaxNLocator
         except ImportError as exc:
             raise MissingBackendError("matplotlib", "plot", "History.plot()") from exc
         if not self.epochs:
@@ -71,6 +72,7 @@ class History:
         if loss:
             ax.plot(*zip(*loss), color="tab:blue", marker=".", label="train loss")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("loss", color="tab:blue")
         keys = sorted({k for e in self.epochs for k in e if k.startswith("val_ndcg")})
         if keys:

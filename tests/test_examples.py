@@ -44,7 +44,7 @@ def _has_minilm() -> bool:
 def test_every_example_is_tested_and_documented():
     for path in EXAMPLES.glob("*.py"):
         assert path.stem in {"music_recommendation", "video_recommendation", "custom_encoder",
-                             "movielens_quickstart"}, f"add a test for {path.name}"
+                             "movielens_quickstart", "serve_and_export"}, f"add a test for {path.name}"
         module = example(path.stem)
         assert module.__doc__ and "python examples/" in module.__doc__, path.name
         assert callable(module.main)
@@ -149,3 +149,12 @@ def test_movielens_quickstart(tmp_path, capsys):
     assert m["LightFM WARP"]["ndcg"] > m["popularity"]["ndcg"] > 0.05
     assert m["multirec (LightFM + text)"]["ndcg"] > m["popularity"]["ndcg"]
     assert len(res["recommendations"]) == 5 and "RECOMMENDED 1:" in out
+
+
+def test_serve_and_export(tmp_path, capsys):
+    pytest.importorskip("fastapi")
+    out = _run("serve_and_export", [*FAST, "--out", str(tmp_path)], capsys)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["rows"] == 600 and res["users"] == 60 and "exported 600 rows" in out
+    assert res["served_matches_library"] and res["unknown_user_status"] == 404
+    assert (tmp_path / "model").is_dir() and (tmp_path / "history.json").is_file()
