@@ -176,9 +176,12 @@ def test_explain_sums_for_sum_fusion(planted):
 def test_save_load_identical_scores_no_pickle(planted, tmp_path):
     *_, model = planted
     model.save_pretrained(tmp_path / "m")
-    files = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert files == ["config.json", "ids.json", "interactions.safetensors", "model.safetensors"]
-    for p in (tmp_path / "m").iterdir():
+    assert sorted(p.name for p in (tmp_path / "m").iterdir())[0] == "multirec.json"
+    (version,) = [p for p in (tmp_path / "m").iterdir() if p.is_dir()]
+    assert sorted(p.name for p in version.iterdir()) == [
+        "config.json", "history.json", "ids.json", "interactions.safetensors",
+        "item_item.safetensors", "manifest.json", "model.safetensors"]
+    for p in version.iterdir():
         assert b"\x80\x04" not in p.read_bytes()[:2], "pickle header found"
     loaded = MultimodalRecommender.from_pretrained(tmp_path / "m")
     users = np.arange(10)
@@ -186,15 +189,16 @@ def test_save_load_identical_scores_no_pickle(planted, tmp_path):
     a, b = model.recommend(["u1", "u2"], n=7), loaded.recommend(["u1", "u2"], n=7)
     np.testing.assert_array_equal(a[0], b[0])
     # overwrite in place keeps a loadable model; a corrupted file is detected
-    model.save_pretrained(tmp_path / "m")
+    model.save_pretrained(tmp_path / "m", overwrite=True)
     MultimodalRecommender.from_pretrained(tmp_path / "m")
-    weights = tmp_path / "m" / "model.safetensors"
+    (version,) = [p for p in (tmp_path / "m").iterdir() if p.is_dir()]
+    weights = version / "model.safetensors"
     raw = bytearray(weights.read_bytes())
     raw[-5] ^= 0xFF
     weights.write_bytes(bytes(raw))
     with pytest.raises(ModelFileError, match="checksum"):
         MultimodalRecommender.from_pretrained(tmp_path / "m")
-    with pytest.raises(ModelFileError, match="config.json"):
+    with pytest.raises(ModelFileError, match="nothing"):
         MultimodalRecommender.from_pretrained(tmp_path / "nothing")
 
 
