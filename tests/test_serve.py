@@ -216,3 +216,27 @@ def test_page_renders_recommendations_in_headless_chromium(model, tmp_path):
     shown = re.findall(r'data-item="([^"]*)"', dom)
     assert shown == ids  # in rank order
     assert 'class="bars"' in dom  # per-modality explanation bars were drawn
+
+
+def test_serve_loads_the_saved_model_once_and_binds_localhost(model, tmp_path, monkeypatch):
+    uvicorn = pytest.importorskip("uvicorn")
+    from multirec.serve import serve
+
+    model.save_pretrained(tmp_path / "m")
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    serve(tmp_path / "m")
+    serve(str(tmp_path / "m"), host="0.0.0.0", port=9123)
+    assert [kw for _, kw in calls] == [{"host": "127.0.0.1", "port": 8000},
+                                       {"host": "0.0.0.0", "port": 9123}]
+    with TestClient(calls[0][0]) as c:  # the app serves the loaded model
+        got = _items(c.get("/recommend", params={"user": "user_0002", "n": 5}).json())
+    assert got == _expected(*model.recommend("user_0002", n=5))[0]
+
+
+def test_serve_reports_a_bad_model_dir(tmp_path):
+    from multirec.errors import ModelFileError
+    from multirec.serve import serve
+
+    with pytest.raises(ModelFileError):
+        serve(tmp_path / "nothing-here")
