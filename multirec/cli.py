@@ -113,12 +113,23 @@ def _set_threads(model_cls: Any, kwargs: dict[str, Any], threads: int | None) ->
         return
     if threads < 1:
         raise DataError(f"--threads must be >= 1, got {threads}")
-    if "num_threads" in inspect.signature(model_cls).parameters:
+    if _accepts(model_cls, "num_threads", threads):
         kwargs["num_threads"] = threads
     else:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _accepts(cls: Any, name: str, value: Any) -> bool:
+    """Whether `cls(name=value)` is a valid constructor call (constructors do no work)."""
+    if name in inspect.signature(cls).parameters:
+        return True
+    try:
+        cls(**{name: value})
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _check_out_dir(out: Path, flag: str = "--out") -> None:
