@@ -29,8 +29,9 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "CFConfig", "NetworkConfig", "check_device", "resolve_threads",
-           "resolve_negatives", "ALL_NEGATIVES_MAX_ITEMS", "SAMPLED_NEGATIVES", "from_dict"]
+__all__ = ["TrainConfig", "CFConfig", "NetworkConfig", "ModelConfig", "MODEL_DEFAULTS",
+           "check_device", "resolve_threads", "resolve_negatives", "ALL_NEGATIVES_MAX_ITEMS",
+           "SAMPLED_NEGATIVES", "from_dict"]
 
 ALL_NEGATIVES_MAX_ITEMS = 4096
 SAMPLED_NEGATIVES = 1024
@@ -268,3 +269,76 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
         raise ConfigError(f"unknown {cls.__name__} key(s) {unknown} in {where}; valid keys are "
                           f"{sorted(names)}")
     return cls(**values)
+
+
+MODEL_DEFAULTS: dict[str, Any] = {
+    "encoders": None, "dim": 64, "fusion": "sum", "cf": True, "use_id_embeddings": True,
+    "use_user_cf": True, "item_item": "auto", "item_item_l2": None, "encode_batch_size": 32,
+    "cache_dir": None}
+
+
+@dataclass
+class ModelConfig:
+    """The resolved, checked settings of a `MultimodalRecommender` (see its docstring)."""
+
+    encoders: Any  # {modality: Encoder | name | config dict} or None
+    dim: int
+    fusion: str
+    cf: CFConfig | None
+    use_id_embeddings: bool
+    use_user_cf: bool
+    item_item: bool | str
+    item_item_l2: float | None
+    encode_batch_size: int
+    cache_dir: Any
+    train: TrainConfig
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> ModelConfig:
+        """From the model's parameters (`get_params()`); every check runs here."""
+        train = TrainConfig(**{f.name: p[f.name] for f in fields(TrainConfig)})
+        cf = p["cf"]
+        if cf is True:
+            cf = CFConfig(seed=train.seed)
+        elif isinstance(cf, dict):
+            cf = from_dict(CFConfig, {"seed": train.seed, **cf}, "cf")
+        elif cf is False or cf is None:
+            cf = None
+        elif not isinstance(cf, CFConfig):
+            raise ConfigError(f"cf must be True, False, a CFConfig or a dict of its fields; got {cf!r}")
+        for name in ("dim", "encode_batch_size"):
+            if not _is_int(p[name]) or p[name] < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {p[name]!r}")
+        if p["fusion"] not in ("sum", "concat", "gated"):
+            raise ConfigError(f"fusion must be 'sum', 'concat' or 'gated', got {p['fusion']!r}")
+        if p["item_item"] not in (True, False, "auto"):
+            raise ConfigError(f"item_item must be True, False or 'auto', got {p['item_item']!r}")
+        l2 = p["item_item_l2"]
+        if l2 is not None and not (_is_number(l2) and 0 < l2 < np.inf):
+            raise ConfigError(f"item_item_l2 must be > 0 or None, got {l2!r}")
+        for name in ("use_id_embeddings", "use_user_cf"):
+            if not isinstance(p[name], (bool, np.bool_)):
+                raise ConfigError(f"{name} must be True or False, got {p[name]!r}")
+        return cls(encoders=p["encoders"], dim=int(p["dim"]), fusion=p["fusion"], cf=cf,
+                   use_id_embeddings=bool(p["use_id_embeddings"]), use_user_cf=bool(p["use_user_cf"]),
+                   item_item=p["item_item"], item_item_l2=l2,
+                   encode_batch_size=int(p["encode_batch_size"]), cache_dir=p["cache_dir"],
+                   train=train)
+
+    def to_dict(self, encoder_configs: dict[str, Any] | None = None,
+                item_item_l2: float | None = None) -> dict[str, Any]:
+        """JSON-able constructor arguments (encoders as configs, the fitted λ if any)."""
+        if encoder_configs is None:
+            from .content import resolve_encoders
+
+            encoder_configs = {m: e.to_config() for m, e in resolve_encoders(self.encoders).items()}
+        return {
+            "encoders": encoder_configs, "dim": self.dim, "fusion": self.fusion,
+            "cf": self.cf.to_dict() if self.cf is not None else False,
+            "use_id_embeddings": self.use_id_embeddings, "use_user_cf": self.use_user_cf,
+            "item_item": self.item_item,
+            "item_item_l2": self.item_item_l2 if item_item_l2 is None else item_item_l2,
+            "encode_batch_size": self.encode_batch_size,
+            "cache_dir": None if self.cache_dir is None else os.fspath(self.cache_dir),
+            **self.train.to_dict(),
+        }

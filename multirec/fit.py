@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ import torch
 from encoders import Encoder
 
 from . import itemitem
-from .config import CFConfig, NetworkConfig, TrainConfig, resolve_negatives, resolve_threads
+from .config import ModelConfig, NetworkConfig, resolve_negatives, resolve_threads
 from .content import encode_content, resolve_encoders
 from .data import InteractionData
 from .errors import ConfigError, DataError
@@ -39,24 +39,7 @@ from .posthoc import calibrate, tune_item_item_scale
 from .scoring import binary
 from .training import Callback, train_network
 
-__all__ = ["ModelParams", "Fitted", "FitRun", "run_fit", "thread_limit", "holdout_split"]
-
-
-@dataclass
-class ModelParams:
-    """The model-level settings of `MultimodalRecommender` (training settings: TrainConfig)."""
-
-    encoders: Mapping[str, Any] | None
-    dim: int
-    fusion: str
-    cf: CFConfig | None
-    use_id_embeddings: bool
-    use_user_cf: bool
-    item_item: bool | str
-    item_item_l2: float | None
-    encode_batch_size: int
-    cache_dir: Any
-    train: TrainConfig
+__all__ = ["Fitted", "FitRun", "run_fit", "thread_limit", "holdout_split"]
 
 
 @dataclass
@@ -78,7 +61,7 @@ class Fitted:
 class FitRun:
     """The state the stages pass along (inputs first, then what each stage produces)."""
 
-    params: ModelParams
+    params: ModelConfig
     data: InteractionData
     valid: InteractionData | None
     callbacks: Sequence[Callback] = ()
@@ -97,7 +80,7 @@ class FitRun:
 
 
 # ---------------------------------------------------------------------- the recipe
-def run_fit(params: ModelParams, data: InteractionData, valid: InteractionData | None = None,
+def run_fit(params: ModelConfig, data: InteractionData, valid: InteractionData | None = None,
             callbacks: Sequence[Callback] = (),
             on_built: Callable[[TwoTowerNetwork], None] | None = None) -> Fitted:
     """Run every stage of the recipe; returns what the model keeps. `on_built(net)` is

@@ -21,12 +21,12 @@ import torch
 from torch import nn
 
 from . import catalogue, explain
-from .config import CFConfig, TrainConfig
+from .config import MODEL_DEFAULTS, ModelConfig, TrainConfig
 from .data import InteractionData
 from .errors import ConfigError, DataError, NotFittedError
-from .fit import ModelParams, run_fit
-from .ranking import topk
-from .scoring import Scorer, logits_batch_size
+from .fit import run_fit
+from .recommend import exact_top
+from .scoring import Scorer
 from .validate import check_history, check_id_list, check_items_arg, check_n, check_user_ids
 
 if TYPE_CHECKING:
@@ -37,10 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["MultimodalRecommender"]
 
 _TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
-_MODEL_DEFAULTS: dict[str, Any] = {
-    "encoders": None, "dim": 64, "fusion": "sum", "cf": True, "use_id_embeddings": True,
-    "use_user_cf": True, "item_item": "auto", "item_item_l2": None, "encode_batch_size": 32,
-    "cache_dir": None}
+_MODEL_DEFAULTS = MODEL_DEFAULTS
 
 
 class MultimodalRecommender(nn.Module):
@@ -106,32 +103,8 @@ class MultimodalRecommender(nn.Module):
     def train_config(self) -> TrainConfig:
         return self._resolve().train
 
-    def _resolve(self) -> ModelParams:
-        p = self.get_params()
-        train = TrainConfig(**{k: p[k] for k in _TRAIN_FIELDS})
-        cf = p["cf"]
-        if cf is True:
-            cf = CFConfig(seed=train.seed)
-        elif isinstance(cf, Mapping):
-            cf = CFConfig(**{"seed": train.seed, **cf})
-        elif cf is False or cf is None:
-            cf = None
-        elif not isinstance(cf, CFConfig):
-            raise ConfigError(f"cf must be True, False, a CFConfig or a dict of its fields; got {cf!r}")
-        for name in ("dim", "encode_batch_size"):
-            v = p[name]
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-        if p["item_item"] not in (True, False, "auto"):
-            raise ConfigError(f"item_item must be True, False or 'auto', got {p['item_item']!r}")
-        l2 = p["item_item_l2"]
-        if l2 is not None and not (isinstance(l2, (int, float)) and l2 > 0):
-            raise ConfigError(f"item_item_l2 must be > 0 or None, got {l2!r}")
-        return ModelParams(
-            encoders=p["encoders"], dim=int(p["dim"]), fusion=p["fusion"], cf=cf,
-            use_id_embeddings=p["use_id_embeddings"], use_user_cf=p["use_user_cf"],
-            item_item=p["item_item"], item_item_l2=l2, encode_batch_size=int(p["encode_batch_size"]),
-            cache_dir=p["cache_dir"], train=train)
+    def _resolve(self) -> ModelConfig:
+        return ModelConfig.from_params(self.get_params())
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: InteractionData, valid: InteractionData | None = None, *,
@@ -202,7 +175,7 @@ class MultimodalRecommender(nn.Module):
                                                items=items, history=history)
         else:
             cand = None if items is None else self.item_map_.index(items)
-            ids, probs = self._exact_top(raw, n, filter_seen, cand, history or {})
+            ids, probs = exact_top(self, raw, n, filter_seen, cand, history or {})
             if scalar:
                 ids, probs = ids[0], probs[0]
         if not as_frame:
@@ -210,30 +183,6 @@ class MultimodalRecommender(nn.Module):
         from .frames import recommendations_frame
 
         return recommendations_frame(raw, np.atleast_2d(ids), np.atleast_2d(probs))
-
-    def _exact_top(self, raw: list[Any], n: int, filter_seen: bool, cand: np.ndarray | None,
-                   history: Mapping[Any, Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-n over blocks of users (memory: one block × catalogue at a time)."""
-        known = np.array([u not in history for u in raw], dtype=bool)
-        uidx = np.zeros(len(raw), np.int64)
-        if known.any():
-            uidx[known] = self.user_map_.index([u for u, k in zip(raw, known) if k])
-        ids, scores = [], []
-        for s in range(0, len(raw), logits_batch_size(self.network.n_items)):
-            rows = np.arange(s, min(s + logits_batch_size(self.network.n_items), len(raw)))
-            k = known[rows]
-            old = self.user_items_[uidx[rows[k]]]
-            new = catalogue.history_matrix(self, [history[raw[r]] for r in rows[~k]])
-            logits = np.empty((rows.size, self.network.n_items), np.float32)
-            if k.any():
-                logits[k] = self.scorer_.logits(uidx[rows[k]], old).cpu().numpy()
-            if (~k).any():
-                logits[~k] = self.scorer_.logits(None, new).cpu().numpy()
-            seen = sp.vstack([old, new]).tocsr()[np.argsort(np.concatenate([rows[k], rows[~k]]))]
-            idx, val = topk(logits, n, exclude=seen if filter_seen else None, candidates=cand)
-            ids.append(catalogue.ids_with_pad(self.item_map_, idx))
-            scores.append(np.where(np.isfinite(val), 1.0 / (1.0 + np.exp(-val)), np.nan))
-        return np.concatenate(ids), np.concatenate(scores)
 
     def score(self, user_ids: Any, item_ids: Sequence[Any] | None = None) -> np.ndarray:  # (N,)
         """Probability σ(logit) for each (user, item) pair; `user_ids` may be a DataFrame
@@ -314,23 +263,9 @@ class MultimodalRecommender(nn.Module):
     # ------------------------------------------------------------------ persistence
     def get_config(self) -> dict[str, Any]:
         """JSON-able constructor arguments (encoders as configs)."""
-        p = self._resolve()
-        from .content import resolve_encoders
-
-        encs = getattr(self, "encoder_configs_", None)
-        if encs is None:
-            encs = {m: e.to_config() for m, e in resolve_encoders(p.encoders).items()}
-        item_item = getattr(self, "item_item_", None)
-        return {
-            "encoders": encs, "dim": p.dim, "fusion": p.fusion,
-            "cf": p.cf.to_dict() if p.cf is not None else False,
-            "use_id_embeddings": p.use_id_embeddings, "use_user_cf": p.use_user_cf,
-            "item_item": p.item_item,
-            "item_item_l2": item_item.l2 if item_item is not None else p.item_item_l2,
-            "encode_batch_size": p.encode_batch_size,
-            "cache_dir": None if p.cache_dir is None else os.fspath(p.cache_dir),
-            **p.train.to_dict(),
-        }
+        ii = getattr(self, "item_item_", None)
+        return self._resolve().to_dict(getattr(self, "encoder_configs_", None),
+                                       None if ii is None else ii.l2)
 
     def save_pretrained(self, directory: str | os.PathLike, **kw: Any) -> None:
         """Save to `directory` atomically (JSON + safetensors, no pickle; see `multirec.io`)."""
