@@ -60,7 +60,8 @@ class Source:
 
     def hint(self) -> str:
         """What the user can do instead of the automatic download."""
-        return (f"download {self.url} yourself, unzip it and pass data_dir=<the folder with "
+        unzip = "unzip it " if self.archive else "put it in a folder "
+        return (f"download {self.url} yourself, {unzip}and pass data_dir=<the folder with "
                 f"{', '.join(self.files)}> (or set ${self.env})")
 
 
@@ -227,8 +228,8 @@ def locate(source: Source, data_dir: str | os.PathLike | None, cache_dir: str | 
         missing = missing_files(path, source.files)
         if missing:
             raise DatasetError(
-                f"{origin}={str(path)!r} lacks {missing}; it must be the unzipped official "
-                f"{source.name} folder with {list(source.files)} (get it from {source.url})")
+                f"{origin}={str(path)!r} lacks {missing}; it must be the official {source.name} "
+                f"folder with {list(source.files)} (get {source.url})")
     if verify and source.file_hashes:
         check_hashes(path, source.file_hashes, source.algorithm, source.hint())
     elif verify:

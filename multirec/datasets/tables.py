@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import DatasetError
 
-__all__ = ["ranked_tags", "parsing", "k_core", "PARSE_ERRORS"]
+__all__ = ["ranked_tags", "parsing", "k_core_mask", "PARSE_ERRORS"]
 
 PARSE_ERRORS = (ValueError, KeyError, IndexError, TypeError, pd.errors.ParserError, UnicodeDecodeError)
 
@@ -36,7 +36,7 @@ def parsing(what: str, path: Path, url: str) -> Iterator[None]:
                            f"{exc}); they do not have the official layout — re-download {url}") from exc
 
 
-def k_core(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
+def k_core_mask(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
     """Boolean mask of the rows in the k-core: every kept user and item has >= k kept rows.
 
     `users`, `items` are (n,) integer codes; rows are dropped until the counts are stable.
