@@ -119,39 +119,46 @@ class LightFMRecommender:
 
 
 class EASERecommender:
-    """EASE: user history × full-rank item-item weights (`multirec.itemitem.ease_weights`).
+    """EASE: user history × item-item weights (`multirec.itemitem.fit_item_item`).
 
-    A strong pure-CF baseline for catalogues up to a few thousand items (one n_items² inverse).
-    `l2=None` picks λ from `multirec.itemitem.DEFAULT_L2_GRID` on `valid_fraction` of each
-    user's training interactions (seeded), then refits on all of them. Items without training
-    interactions score 0.
+    Dense closed form up to `dense_max_items` items, neighbourhood-restricted sparse EASE
+    (`neighbours` per item) above. `l2=None` picks λ from `multirec.itemitem.l2_grid` on
+    `valid_fraction` of each user's training interactions (seeded), then refits on all of
+    them. Items without training interactions score 0.
     """
 
-    def __init__(self, l2: float | None = None, valid_fraction: float = 0.1, seed: int = 0) -> None:
+    def __init__(self, l2: float | None = None, valid_fraction: float = 0.1, seed: int = 0,
+                 dense_max_items: int | None = None, neighbours: int | None = None) -> None:
         if l2 is not None and not l2 > 0:
             raise DataError(f"l2 must be > 0 or None, got {l2!r}")
         self.l2, self.valid_fraction, self.seed = l2, valid_fraction, seed
+        self.dense_max_items, self.neighbours = dense_max_items, neighbours
 
     def fit(self, data: InteractionData) -> EASERecommender:
-        from .itemitem import ease_weights, select_l2
-        from .model import _binary, _holdout
+        from . import itemitem
+        from .fit import holdout_split
+        from .scoring import binary
 
         _check_data(data)
-        x = _binary(data.to_csr())
+        x = binary(data.to_csr())
+        opts = dict(dense_max_items=itemitem.DENSE_MAX_ITEMS if self.dense_max_items is None
+                    else self.dense_max_items,
+                    neighbours=itemitem.NEIGHBOURS if self.neighbours is None else self.neighbours,
+                    seed=self.seed)
         if self.l2 is None:
-            train, valid = _holdout(x, self.valid_fraction, self.seed)
-            self.l2_ = select_l2(train, valid)
+            train, valid = holdout_split(x, self.valid_fraction, self.seed)
+            self.item_item_ = itemitem.fit_item_item(train, valid, **opts).refit(x)
         else:
-            self.l2_ = float(self.l2)
+            self.item_item_ = itemitem.fit_item_item(x, l2=float(self.l2), **opts)
+        self.l2_ = self.item_item_.l2
         self.n_users_, self.x_ = data.n_users, x
-        self.weights_ = ease_weights(x, self.l2_).numpy()  # (n_items, n_items)
+        self.weights_ = self.item_item_.weights  # (n_items, n_items) ndarray or CSR
         return self
 
     def score_users(self, users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
         """(B, n_items) float32 scores: history @ W (training rows, or `history` when given)."""
-        if not hasattr(self, "weights_"):
+        if not hasattr(self, "item_item_"):
             raise NotFittedError("EASERecommender is not fitted; call fit(data) first")
         u = _users(users, self.n_users_)
-        h = _history(history, len(u), self.weights_.shape[0])
-        rows = self.x_[u] if h is None else h
-        return np.asarray(rows @ self.weights_, dtype=np.float32)
+        h = _history(history, len(u), self.item_item_.n_items)
+        return self.item_item_.scores(self.x_[u] if h is None else h)
