@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,11 +67,10 @@ def recommend_all(
                           "not exist")
     kinds = {"user": _kind(raw), "item": _kind(model.item_map_.to_list())}
     writer = _parquet_writer if fmt == "parquet" else _csv_writer
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # same folder
     rows = 0
     try:
-        with writer(Path(tmp), kinds) as write, \
+        with writer(tmp, kinds) as write, \
                 progress(total=len(raw), desc="recommend", enabled=show_progress, unit="user") as bar:
             for start in range(0, len(raw), int(batch_size)):
                 batch = raw[start:start + int(batch_size)]

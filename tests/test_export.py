@@ -54,6 +54,9 @@ def test_parquet_equals_recommend_for_every_user(model, tmp_path):
     assert df["user"].unique().tolist() == users
     _check(df, _expected(model, users, 7))
     assert [p.name for p in tmp_path.iterdir()] == ["recs.parquet"]  # no temp file left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a 0600 temp
 
 
 def test_csv_for_given_users_and_filter_seen_false(model, tmp_path):
