@@ -144,3 +144,8 @@ def test_offline_says_where_to_put_the_files(tmp_path, monkeypatch):
     msg = str(err.value)
     assert "All_Beauty.jsonl.gz" in msg and "data_dir=" in msg and "$MULTIREC_AMAZON2023" in msg
     assert not any(tmp_path.iterdir())
+
+
+def test_default_category(tmp_path):
+    assert amazon.DEFAULT_CATEGORY == "All_Beauty"
+    assert amazon.load(None, write_amazon(tmp_path / "amazon")).data.nnz == 7

@@ -43,7 +43,7 @@ def sha256(path: Path) -> str:
 
 
 def test_parses_the_official_layout(tmp_path):
-    fm = lastfm.load(write_lastfm(tmp_path / "hetrec2011-lastfm-2k"))
+    fm = lastfm.load(data_dir=write_lastfm(tmp_path / "hetrec2011-lastfm-2k"))
     d = fm.data
     assert (d.n_users, d.nnz) == (2, 5)
     assert d.items.ids(np.arange(d.n_items)).tolist() == [51, 52, 53, 54, 99]
@@ -66,26 +66,26 @@ def test_parses_the_official_layout(tmp_path):
 
 def test_play_counts_min_plays_and_tag_limits(tmp_path):
     folder = write_lastfm(tmp_path / "fm")
-    d = lastfm.load(folder, binary=False).data
+    d = lastfm.load(data_dir=folder, binary=False).data
     assert sorted(d.weights.tolist()) == [4, 5, 700, 11690, 13883]
-    d = lastfm.load(folder, binary=False, min_plays=100).data
+    d = lastfm.load(data_dir=folder, binary=False, min_plays=100).data
     assert sorted(d.weights.tolist()) == [700, 11690, 13883] and d.n_items == 5 and d.n_users == 2
-    d = lastfm.load(folder, min_plays=100).data
+    d = lastfm.load(data_dir=folder, min_plays=100).data
     assert d.nnz == 3 and np.all(d.weights == 1.0)
-    d = lastfm.load(folder, max_tags=1, text_tags=0).data
+    d = lastfm.load(data_dir=folder, max_tags=1, text_tags=0).data
     assert d.content["tags"][d.items.index(52)] == ["música electrónica"]
     assert d.content["text"][d.items.index(52)] == "Morcheeba"
     for bad, kwargs in (("max_tags", {"max_tags": 0}), ("min_plays", {"min_plays": "10"}),
                         ("binary", {"binary": 1}), ("text_tags", {"text_tags": -1})):
         with pytest.raises(DataError, match=bad) as err:
-            lastfm.load(folder, **kwargs)
+            lastfm.load(data_dir=folder, **kwargs)
         assert repr(next(iter(kwargs.values()))) in str(err.value)
 
 
 def test_verify_names_the_file_and_both_hashes(tmp_path):
     folder = write_lastfm(tmp_path / "fm")
     with pytest.raises(DatasetError, match="checksum mismatch") as err:
-        lastfm.load(folder, verify=True)
+        lastfm.load(data_dir=folder, verify=True)
     msg = str(err.value)
     assert "user_artists.dat" in msg and sha256(folder / "user_artists.dat") in msg
     assert lastfm.SOURCE.file_hashes["user_artists.dat"] in msg
@@ -95,7 +95,7 @@ def test_missing_file_says_where_and_the_url(tmp_path, monkeypatch):
     folder = write_lastfm(tmp_path / "fm")
     (folder / "tags.dat").unlink()
     with pytest.raises(DatasetError, match="tags.dat") as err:
-        lastfm.load(folder)
+        lastfm.load(data_dir=folder)
     assert str(folder) in str(err.value) and lastfm.SOURCE.url in str(err.value)
     monkeypatch.setenv("MULTIREC_LASTFM", str(folder))
     with pytest.raises(DatasetError, match=r"\$MULTIREC_LASTFM"):
@@ -106,11 +106,11 @@ def test_unparsable_file(tmp_path):
     folder = write_lastfm(tmp_path / "fm")
     (folder / "user_artists.dat").write_text("userID\tartistID\tweight\nx\ty\tz\n")
     with pytest.raises(DatasetError, match="official layout"):
-        lastfm.load(folder)
+        lastfm.load(data_dir=folder)
     (folder / "user_artists.dat").write_text("userID\tartistID\tweight\n2\t51\t3\n")
     (folder / "tags.dat").write_bytes("tagID\ttagValue\n1\tmetal\n".encode("utf-16"))
     with pytest.raises(DatasetError, match="tags.dat|official layout"):
-        lastfm.load(folder)
+        lastfm.load(data_dir=folder)
 
 
 # ---------------------------------------------------------------------- download (faked)
@@ -178,3 +178,10 @@ def test_offline_says_where_to_put_the_files(tmp_path, monkeypatch):
 def test_official_hashes_are_recorded():
     assert lastfm.SOURCE.file_hashes["artists.dat"] == OFFICIAL_ARTISTS_SHA
     assert set(lastfm.SOURCE.file_hashes) == set(lastfm.SOURCE.files)
+
+
+def test_name_first_signature_like_the_other_loaders(tmp_path):
+    folder = write_lastfm(tmp_path / "fm")
+    assert lastfm.load(None, folder).data.nnz == lastfm.load("hetrec2011-lastfm-2k", folder).data.nnz == 5
+    with pytest.raises(DatasetError, match="'lastfm-1k'"):
+        lastfm.load("lastfm-1k", folder)

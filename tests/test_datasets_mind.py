@@ -118,3 +118,7 @@ def test_download_records_hashes_and_verify(tmp_path, monkeypatch):
         mind.load("train", cache_dir=cache, verify=True)
     with pytest.raises(DatasetError, match="cannot be verified"):
         mind.load("train", src, verify=True)  # a hand-made folder has no record
+
+
+def test_default_split_is_train(tmp_path):
+    assert mind.load(None, write_mind(tmp_path / "train")).data.nnz == 4

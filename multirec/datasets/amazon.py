@@ -35,10 +35,11 @@ from .checks import check_bool, check_int, check_number
 from .download import Source, locate
 from .tables import PARSE_ERRORS, k_core_mask
 
-__all__ = ["Amazon", "load", "sources", "BASE_URL"]
+__all__ = ["Amazon", "load", "sources", "BASE_URL", "DEFAULT_CATEGORY"]
 
 BASE_URL = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_2023/raw"
 _FOLDER, _ENV = "amazon-2023", "MULTIREC_AMAZON2023"
+DEFAULT_CATEGORY = "All_Beauty"
 _IMAGE_SIZES = ("large", "hi_res", "thumb")
 
 
@@ -126,13 +127,14 @@ def _read_meta(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns, dtype=object).drop_duplicates("item", keep="first")
 
 
-def load(category: str, data_dir: str | os.PathLike | None = None, *,
+def load(category: str | None = None, data_dir: str | os.PathLike | None = None, *,
          min_rating: float | None = None, k_core: int | None = None, verify: bool = False,
          cache_dir: str | os.PathLike | None = None) -> Amazon:
     """Load one Amazon Reviews 2023 category (reviews + product metadata).
 
     Args:
-        category: the file name stem, e.g. "All_Beauty", "Video_Games", "Books".
+        category: the file name stem, e.g. "All_Beauty", "Video_Games", "Books"; None:
+            "All_Beauty" (one of the smallest: ~700k ratings, ~112k products).
         data_dir: folder with `<category>.jsonl.gz` and `meta_<category>.jsonl.gz`;
             default $MULTIREC_AMAZON2023, else the download cache.
         min_rating: keep only ratings >= it, as binary positives (users with none left are
@@ -147,6 +149,7 @@ def load(category: str, data_dir: str | os.PathLike | None = None, *,
     "<title>. <features> <description>" (lists joined by spaces); tags are the categories
     followed by the store. Products rated but absent from the metadata have no content.
     """
+    category = DEFAULT_CATEGORY if category is None else category
     min_rating = check_number("min_rating", min_rating, none_ok=True)
     k = check_int("k_core", k_core, 1, none_ok=True)
     verify = check_bool("verify", verify)

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data import InteractionData
+from ..errors import DatasetError
 from .checks import check_bool, check_int, check_number
 from .download import Source, locate
 from .tables import parsing, ranked_tags
@@ -96,12 +97,14 @@ def _read(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         return plays, artists, taggings.drop(columns="tag_id").reset_index(drop=True)
 
 
-def load(data_dir: str | os.PathLike | None = None, *, binary: bool = True,
+def load(name: str | None = None, data_dir: str | os.PathLike | None = None, *, binary: bool = True,
          min_plays: float | None = None, max_tags: int | None = None, text_tags: int = 10,
          verify: bool = False, cache_dir: str | os.PathLike | None = None) -> LastFM:
     """Load Last.fm HetRec 2011 (1 892 users, 17 632 artists, 92 834 user–artist pairs).
 
     Args:
+        name: None or "hetrec2011-lastfm-2k" (the only set; the argument keeps the loaders'
+            `load(name, data_dir)` shape).
         data_dir: folder with the four files; default $MULTIREC_LASTFM, else the cache.
         binary: implicit feedback (every kept pair weighs 1); False keeps the play counts.
         min_plays: keep only pairs with at least this many plays (all users and artists stay
@@ -117,6 +120,8 @@ def load(data_dir: str | os.PathLike | None = None, *, binary: bool = True,
     Artists that have plays or tags but no row in artists.dat are items with text None;
     artists without any tag have tags None. Item features are "tag:<tag>" for the same tags.
     """
+    if name not in (None, SOURCE.name):
+        raise DatasetError(f"unknown Last.fm set {name!r}; the only one is {SOURCE.name!r} (or None)")
     binary = check_bool("binary", binary)
     min_plays = check_number("min_plays", min_plays, none_ok=True)
     max_tags = check_int("max_tags", max_tags, 1, none_ok=True)

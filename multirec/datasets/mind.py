@@ -102,10 +102,10 @@ def _read(path: Path, url: str):
     return news, behaviors, history, shown.reset_index(drop=True)
 
 
-def load(split: str = "train", data_dir: str | os.PathLike | None = None, *, history: bool = True,
+def load(split: str | None = "train", data_dir: str | os.PathLike | None = None, *, history: bool = True,
          impressions: bool = False, verify: bool = False,
          cache_dir: str | os.PathLike | None = None) -> MIND:
-    """Load the MIND-small "train" or "dev" split.
+    """Load the MIND-small "train" (None: "train") or "dev" split.
 
     Args:
         data_dir: the unzipped split folder (behaviors.tsv, news.tsv); default the env
@@ -120,6 +120,7 @@ def load(split: str = "train", data_dir: str | os.PathLike | None = None, *, his
     Item text is "<title>. <abstract>" (just the title without an abstract); tags are
     [category, subcategory]. Every news.tsv line is an item, clicked or not.
     """
+    split = "train" if split is None else split
     if split not in SOURCES:
         raise DatasetError(f"unknown MIND split {split!r}; choose one of {sorted(SOURCES)}")
     history, with_impressions = check_bool("history", history), check_bool("impressions", impressions)
