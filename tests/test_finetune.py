@@ -79,10 +79,12 @@ def test_new_items_are_placed_by_the_fine_tuned_encoder(tuned):
     assert np.mean(hit) >= 0.9, np.mean(hit)  # chance: 0.25
 
 
-def test_save_load_keeps_fine_tuned_weights(tuned, tmp_path):
+def test_save_load_keeps_fine_tuned_weights(tuned, tiny_bert_dir, tmp_path):
     model, *_ = tuned
     model.save_pretrained(tmp_path / "m")
-    loaded = MultimodalRecommender.from_pretrained(tmp_path / "m")
+    # the encoder's base model is a local folder outside the save: the loader must be told
+    loaded = MultimodalRecommender.from_pretrained(tmp_path / "m",
+                                                   encoder_paths={"text": tiny_bert_dir})
     assert loaded.network.finetuned == ["text"]
     users = np.arange(10)
     np.testing.assert_allclose(loaded.score_users(users), model.score_users(users), atol=1e-5)
