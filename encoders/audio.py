@@ -105,6 +105,7 @@ class AudioEncoder(Encoder):
                 hidden, _ = self.model(torch.zeros(1, self.min_samples))  # (1, F, dim)
             self.dim = int(hidden.shape[-1])
         self.to(resolve_device(device))
+        self.eval()  # built for inference (no dropout); fine-tuning calls .train()
 
     @staticmethod
     def _load_transformers(name: str, sample_rate: int) -> tuple[nn.Module, bool]:

@@ -96,6 +96,17 @@ def content_hash(obj: Any, str_is_path: bool = False) -> str:
     return h.hexdigest()
 
 
+def _digest(state: dict[str, torch.Tensor]) -> str:
+    """blake2b of names, dtypes, shapes and bytes of a state dict."""
+    h = hashlib.blake2b(digest_size=20)
+    for name, tensor in sorted(state.items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _to_device(obj: Any, device: torch.device) -> Any:
     """Move tensors (possibly nested in dicts/lists or a BatchEncoding) to `device`."""
     if isinstance(obj, torch.Tensor):
@@ -117,12 +128,15 @@ class Encoder(nn.Module):
         registry_name: set by `@register_encoder(name)`; used in configs.
         str_is_path: whether a `str` item is a file path (image/audio) or content (text).
         preprocess_version: bump when preprocessing changes, so cached vectors are recomputed.
+        sort_window: `encode_iter` sorts items by `sort_key` within windows of this many
+            batches (when the subclass defines `sort_key`).
     """
 
     modality: ClassVar[str] = "generic"
     registry_name: ClassVar[str | None] = None
     str_is_path: ClassVar[bool] = False
     preprocess_version: ClassVar[int] = 1
+    sort_window: ClassVar[int] = 50
     dim: int
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -160,6 +174,22 @@ class Encoder(nn.Module):
     def forward(self, inputs: Any) -> torch.Tensor:  # (B, dim)
         """Map preprocessed inputs to a (B, dim) float tensor."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def sort_key(self, item: Any) -> int:
+        """Cost of one raw item (e.g. a text's length). Subclasses that define it get their
+        items batched longest first within windows of `sort_window` batches, so batches are
+        padded less; vectors still come back in input order. The base class does not sort."""
+        raise NotImplementedError
+
+    @property
+    def sorts_by_length(self) -> bool:
+        """Whether `encode_iter` sorts items by `sort_key` (the subclass defines it)."""
+        return type(self).sort_key is not Encoder.sort_key
+
+    @property
+    def frozen(self) -> bool:
+        """True when no parameter requires gradients (then `encode` runs in inference mode)."""
+        return not any(p.requires_grad for p in self.parameters())
 
     # ----------------------------------------------------------------- config
     def to_config(self) -> dict[str, Any]:
@@ -200,14 +230,26 @@ class Encoder(nn.Module):
         return torch.device("cpu")
 
     def weights_digest(self) -> str:
-        """Hash of all parameters and buffers: changes whenever the weights change."""
-        h = hashlib.blake2b(digest_size=20)
-        for name, tensor in sorted(self.state_dict().items()):
-            t = tensor.detach().cpu().contiguous()
-            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-            if t.numel():
-                h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()
+        """Hash of all parameters and buffers: changes whenever the weights change.
+
+        Computed once and reused while no tensor was replaced or modified in place (keyed on
+        each tensor's storage and autograd version counter, which optimizer steps,
+        `load_state_dict` and `.to()` all change).
+        """
+        state = self.state_dict()
+        try:
+            key: tuple | None = tuple(
+                (name, t.dtype, tuple(t.shape), str(t.device), t.data_ptr(), t._version)
+                for name, t in sorted(state.items()))
+        except RuntimeError:  # inference tensors have no version counter: hash every time
+            key = None
+        cached = self.__dict__.get("_digest_cache")
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        digest = _digest(state)
+        if key is not None:
+            self.__dict__["_digest_cache"] = (key, digest)
+        return digest
 
     def fingerprint(self) -> str:
         """Cache namespace: encoder class, config, preprocessing version and weights."""
@@ -227,9 +269,17 @@ class Encoder(nn.Module):
 
     # ----------------------------------------------------------------- encoding
     def encode(self, raw_batch: Sequence[Any]) -> torch.Tensor:  # (B, dim)
-        """Preprocess and run the model on one batch (keeps gradients; use for fine-tuning)."""
+        """Preprocess and run the model on one batch.
+
+        Keeps gradients when the encoder has trainable parameters (fine-tuning); a frozen
+        encoder runs under `torch.inference_mode()`.
+        """
         if len(raw_batch) == 0:
             raise EncoderInputError(f"{type(self).__name__}.encode() got an empty batch")
+        if self.frozen and not torch.is_inference_mode_enabled():
+            with torch.inference_mode():
+                out = self.encode(raw_batch)
+            return out.clone()  # a normal tensor again, usable in the caller's autograd graph
         out = self(_to_device(self.preprocess(list(raw_batch)), self.device))
         if out.ndim != 2 or out.shape[0] != len(raw_batch) or out.shape[1] != self.dim:
             raise EncoderConfigError(
@@ -250,46 +300,65 @@ class Encoder(nn.Module):
     ) -> Iterator[torch.Tensor]:
         """Yield float32 CPU tensors of shape (b, dim), b <= batch_size, streaming `items`.
 
-        Memory is bounded by the batch size. With `cache`, vectors already computed for the
-        same content by an encoder with the same fingerprint are read back instead of encoded.
+        Memory is bounded by the batch size (times `sort_window` for encoders that sort).
+        With `cache`, vectors already computed for the same content by an encoder with the
+        same fingerprint are read back instead of encoded. Encoders with a `sort_key` (text:
+        length) encode each window's items longest first, as sentence-transformers does, and
+        yield the vectors in input order. Encoding runs under `torch.inference_mode()`, batch
+        by batch (the caller's code between yields does not run in inference mode).
         """
         from tqdm.auto import tqdm
 
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise EncoderInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if total is None and hasattr(items, "__len__"):
             total = len(items)  # type: ignore[arg-type]
         store = _open_cache(cache)
         session = store.session(self.fingerprint(), self.dim) if store is not None else None
         key_iter = iter(keys) if keys is not None else None
+        window = batch_size * self.sort_window if self.sorts_by_length else batch_size
         was_training = self.training
         self.eval()
         bar = tqdm(total=total, disable=not show_progress, desc=f"encode {self.modality}",
                    unit="item", leave=False)
         try:
-            with torch.inference_mode():
-                for batch in batched(items, batch_size):
-                    if session is None:
-                        out = self.encode(batch).float().cpu()
-                    else:
-                        batch_keys = (
-                            _take_keys(key_iter, len(batch)) if key_iter is not None
-                            else [self.item_key(x) for x in batch]
-                        )
-                        out = self._encode_with_cache(batch, batch_keys, session)
-                    bar.update(len(batch))
-                    yield out
+            for chunk in batched(items, window):
+                chunk_keys = None
+                if session is not None:
+                    chunk_keys = (_take_keys(key_iter, len(chunk)) if key_iter is not None
+                                  else [self.item_key(x) for x in chunk])
+                out = self._encode_window(chunk, batch_size, session, chunk_keys)  # (n, dim)
+                for start in range(0, len(chunk), batch_size):
+                    part = out[start:start + batch_size]  # (b, dim)
+                    bar.update(len(part))
+                    yield part
         finally:
             bar.close()
             if session is not None:
                 session.close()
             self.train(was_training)
 
-    def _encode_with_cache(self, batch: list[Any], keys: list[str], session: Any) -> torch.Tensor:
-        found, vectors = session.lookup(keys)  # (b,) bool, (b, dim) float32
-        missing = np.flatnonzero(~found)
-        if missing.size:
-            fresh = self.encode([batch[i] for i in missing]).float().cpu().numpy()
-            vectors[missing] = fresh
-            session.add([keys[i] for i in missing], fresh)
+    def _encode_window(self, items: list[Any], batch_size: int, session: Any,
+                       keys: list[str] | None) -> torch.Tensor:  # (n, dim) float32 CPU
+        """Vectors of `items` in their order: cache hits read back, the rest encoded in
+        batches (longest first when the encoder sorts) and added to the cache."""
+        if session is not None:
+            found, vectors = session.lookup(keys)  # (n,) bool, (n, dim) float32
+            todo = np.flatnonzero(~found)
+        else:
+            vectors = np.empty((len(items), self.dim), np.float32)
+            todo = np.arange(len(items))
+        if self.sorts_by_length and todo.size > 1:
+            cost = np.array([self.sort_key(items[i]) for i in todo], dtype=np.int64)
+            todo = todo[np.argsort(-cost, kind="stable")]
+        for start in range(0, todo.size, batch_size):
+            idx = todo[start:start + batch_size]
+            with torch.inference_mode():
+                fresh = self.encode([items[i] for i in idx]).float().cpu().numpy()  # (b, dim)
+            vectors[idx] = fresh
+        if session is not None and todo.size:
+            done = np.sort(todo)
+            session.add([keys[i] for i in done], vectors[done])
         return torch.from_numpy(vectors)
 
     def encode_all(

@@ -80,6 +80,7 @@ class ImageEncoder(Encoder):
         self.model.requires_grad_(False)
         self.dim = _embed_dim(oc, model_name, self.model, transform)
         self.to(resolve_device(device))
+        self.eval()  # built for inference (no dropout); fine-tuning calls .train()
 
     def preprocess(self, raw_batch: Sequence[Any]) -> torch.Tensor:  # (B, 3, H, W)
         """Decode each item to RGB and apply the model's resize / crop / normalise transform."""

@@ -98,6 +98,7 @@ class TextEncoder(Encoder):
             for layer in layers[-trainable_layers:]:
                 layer.requires_grad_(True)
         self.to(resolve_device(device))
+        self.eval()  # built for inference (no dropout); fine-tuning calls .train()
 
     def preprocess(self, raw_batch: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Tokenise (pad to the longest, truncate to `max_length`)."""
@@ -106,9 +107,13 @@ class TextEncoder(Encoder):
                 raise EncoderInputError(
                     f"text item {pos} is a {type(text).__name__} ({text!r:.60}), expected str"
                 )
-        tokens = self.tokenizer(list(raw_batch), padding=True, truncation=True,
+        tokens = self.tokenizer(list(raw_batch), padding="longest", truncation=True,
                                 max_length=self.max_length, return_tensors="pt")
         return dict(tokens)  # input_ids, attention_mask[, token_type_ids]: (B, T)
+
+    def sort_key(self, item: Any) -> int:
+        """Length in characters: `encode_all` batches similar lengths together."""
+        return len(item) if isinstance(item, str) else 0
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:  # (B, dim)
         hidden = self.model(**inputs).last_hidden_state  # (B, T, dim)

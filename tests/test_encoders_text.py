@@ -157,3 +157,81 @@ def test_minilm_matches_sentence_transformers(minilm):
     ref = ref_model.encode(sentences, convert_to_numpy=True, normalize_embeddings=True)
     ours = _np(minilm.encode(sentences))
     np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+def _mixed_texts(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = ["piano", "calm", "guitar", "loud", "whale", "sea", "night", "drums", "voice"]
+    return [" ".join(rng.choice(words, int(rng.integers(1, 60)))) for _ in range(n)]
+
+
+def test_sorted_batches_give_the_same_vectors_in_input_order(tiny, monkeypatch):
+    texts = _mixed_texts(70)
+    seen: list[list[int]] = []
+    plain_preprocess = type(tiny).preprocess
+
+    def spy(self, batch):
+        seen.append([len(t) for t in batch])
+        return plain_preprocess(self, batch)
+
+    monkeypatch.setattr(type(tiny), "preprocess", spy)
+    ours = tiny.encode_all(texts, batch_size=8, show_progress=False)
+    assert tiny.sorts_by_length and len(seen) == 9
+    flat = [n for batch in seen for n in batch]
+    assert flat == sorted(flat, reverse=True)  # longest first (one window of 50 batches)
+    seen.clear()
+    monkeypatch.setattr(type(tiny), "sort_key", Encoder.sort_key)  # no sorting: input order
+    assert not tiny.sorts_by_length
+    plain = tiny.encode_all(texts, batch_size=8, show_progress=False)
+    assert [n for batch in seen for n in batch] == [len(t) for t in texts]
+    np.testing.assert_allclose(_np(ours), _np(plain), atol=1e-6, rtol=0)
+    one_by_one = torch.cat([tiny.encode([t]) for t in texts[:5]])
+    np.testing.assert_allclose(_np(ours[:5]), _np(one_by_one), atol=1e-5)
+
+
+def test_sorting_with_cache_and_windows(tiny, tmp_path, monkeypatch):
+    texts = _mixed_texts(40, seed=1)
+    monkeypatch.setattr(type(tiny), "sort_window", 2)  # windows of 2 batches of 4
+    ref = tiny.encode_all(texts, batch_size=4, show_progress=False)
+    half = tiny.encode_all(texts[::2], batch_size=4, cache=tmp_path, show_progress=False)
+    np.testing.assert_allclose(_np(half), _np(ref[::2]), atol=1e-6, rtol=0)
+    mixed = tiny.encode_all(texts, batch_size=4, cache=tmp_path, show_progress=False)
+    np.testing.assert_allclose(_np(mixed), _np(ref), atol=1e-6, rtol=0)
+    chunks = list(tiny.encode_iter(iter(texts), batch_size=4, show_progress=False))
+    assert [len(c) for c in chunks] == [4] * 10
+
+
+def test_frozen_encode_runs_in_inference_mode_but_returns_a_normal_tensor(tiny):
+    modes = []
+    handle = tiny.model.register_forward_hook(
+        lambda *args: modes.append(torch.is_inference_mode_enabled()))
+    try:
+        out = tiny.encode(TEXTS)
+    finally:
+        handle.remove()
+    assert modes == [True]
+    assert not out.is_inference() and not out.requires_grad
+    proj = torch.nn.Linear(32, 2)
+    proj(out).sum().backward()  # usable in the caller's graph
+    assert proj.weight.grad is not None
+
+
+def test_weights_digest_is_computed_once_until_the_weights_change(tiny, monkeypatch):
+    import encoders.base as base
+
+    calls = []
+    real = base._digest
+    monkeypatch.setattr(base, "_digest", lambda state: calls.append(1) or real(state))
+    tiny.__dict__.pop("_digest_cache", None)
+    first = tiny.weights_digest()
+    assert tiny.weights_digest() == first and tiny.fingerprint() and len(calls) == 1
+    param = next(tiny.model.parameters())
+    saved = param.detach().clone()
+    with torch.no_grad():
+        param.add_(1.0)
+    try:
+        assert tiny.weights_digest() != first and len(calls) == 2
+    finally:
+        with torch.no_grad():
+            param.copy_(saved)
+    assert tiny.weights_digest() == first and len(calls) == 3  # same values, same digest
