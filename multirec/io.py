@@ -51,7 +51,7 @@ from .history import History
 from .idmap import IdMap
 from .network import TwoTowerNetwork
 
-__all__ = ["save_model", "load_model", "atomic_directory", "FORMAT_VERSION", "MARKER"]
+__all__ = ["save_model", "load_model", "read_config", "atomic_directory", "FORMAT_VERSION", "MARKER"]
 
 FORMAT_VERSION = 2
 MARKER = "multirec.MultimodalRecommender"
@@ -317,6 +317,17 @@ def _check_item_item(arrays: dict[str, torch.Tensor], spec: dict[str, Any], root
         return ItemItemWeights.from_arrays(d)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise ModelFileError(f"{where} is invalid: {exc}") from exc
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The config.json of a saved model, after its checksums and format are verified."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ModelFileError(f"{str(root)!r} is not a directory; pass the folder given to "
+                             "model.save_pretrained(path)")
+    config = _json(_read_current(root)["config.json"], root, "config.json")
+    _check_config(config, root)
+    return config
 
 
 def _read_current(root: Path) -> dict[str, bytes]:

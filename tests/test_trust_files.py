@@ -118,6 +118,19 @@ def test_save_into_current_directory(model, tmp_path, monkeypatch):
     assert [p.name for p in Path(".").iterdir()] == ["code.py"]
 
 
+def test_item_item_weights_and_config_round_trip(model, tmp_path):
+    from multirec.io import read_config
+
+    assert model.item_item_ is not None  # "auto" turns it on for this small catalogue
+    model.save_pretrained(tmp_path / "m")
+    loaded = MultimodalRecommender.from_pretrained(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.item_item_.weights, model.item_item_.weights)
+    assert loaded.item_item_.l2 == model.item_item_.l2
+    config = read_config(tmp_path / "m")
+    assert config["format_version"] == 2 and config["model"]["encoders"]["text"]["dim"] == 64
+    assert config["model"]["cache_dir"] is None
+
+
 def test_history_round_trips(model, tmp_path):
     model.save_pretrained(tmp_path / "m")
     loaded = MultimodalRecommender.from_pretrained(tmp_path / "m")
@@ -328,6 +341,11 @@ def test_encoder_paths_outside_need_encoder_paths(tmp_path, opened):
     ("config.json", lambda c: {**c, "surprise": 1}, r"unknown keys \['surprise'\]"),
     ("config.json", lambda c: {**c, "format_version": 1}, "format_version 1"),
     ("ids.json", lambda d: {**d, "items": d["items"][:-1]}, "lists 29 items.*n_items=30"),
+    ("ids.json", lambda d: {**d, "items": d["items"][:-1] + d["items"][:1]}, "duplicates"),
+    ("item_item.safetensors", lambda a: {**a, "weights": a["weights"][:5]},
+     r"weights of shape \[5, 30\]"),
+    ("item_item.safetensors", lambda a: {**a, "weights": a["weights"].index_fill(
+        0, torch.tensor([2]), float("inf"))}, "'weights'.*NaN or inf"),
     ("history.json", lambda h: {**h, "extra": 1}, "history.json.*extra"),
 ])
 def test_edited_files_are_refused(saved, name, change, match):
