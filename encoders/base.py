@@ -96,6 +96,24 @@ def content_hash(obj: Any, str_is_path: bool = False) -> str:
     return h.hexdigest()
 
 
+def _bad_arguments(cls: type, signature: inspect.Signature, kw: dict[str, Any],
+                   exc: TypeError) -> str:
+    """Message for constructor arguments that do not fit: the encoder, the key, valid keys."""
+    import difflib
+
+    params = list(signature.parameters)[1:]  # without self
+    valid = [p for p in params if signature.parameters[p].kind not in (
+        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    name = f"{cls.__name__} (encoder {cls.registry_name!r})" if cls.registry_name else cls.__name__
+    unknown = [k for k in kw if k not in params]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return (f"{name} got unknown option {unknown[0]!r}{hint} Valid options: "
+                f"{', '.join(valid)}")
+    return f"{name}: {exc}. Valid options: {', '.join(valid)}"
+
+
 def _digest(state: dict[str, torch.Tensor]) -> str:
     """blake2b of names, dtypes, shapes and bytes of a state dict."""
     h = hashlib.blake2b(digest_size=20)
@@ -149,7 +167,10 @@ class Encoder(nn.Module):
         @functools.wraps(original)
         def __init__(self: Encoder, *args: Any, **kw: Any) -> None:
             if "_init_kwargs" not in self.__dict__:  # only the outermost constructor records
-                bound = signature.bind(self, *args, **kw)
+                try:
+                    bound = signature.bind(self, *args, **kw)
+                except TypeError as exc:  # a typo in an encoder config: say which and the fix
+                    raise EncoderConfigError(_bad_arguments(cls, signature, kw, exc)) from None
                 bound.apply_defaults()
                 params = dict(bound.arguments)
                 params.pop(next(iter(signature.parameters)))  # self

@@ -197,3 +197,16 @@ def test_multirec_learns_a_planted_tag_signal(tmp_path):
     model.save_pretrained(tmp_path / "m")
     again = MultimodalRecommender.from_pretrained(tmp_path / "m", device="cpu")
     np.testing.assert_allclose(again.score_users(np.arange(N_USERS)), ours, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, typo, valid", [
+    ("text", "model_nme", "model_name_or_path"), ("audio", "max_second", "max_seconds"),
+    ("image", "pretraind", "pretrained"), ("tags", "min_cnt", "min_count")])
+def test_config_typo_names_the_encoder_the_key_and_the_valid_keys(name, typo, valid):
+    with pytest.raises(EncoderConfigError) as info:
+        get_encoder(name, **{typo: 1})
+    msg = str(info.value)
+    assert f"encoder {name!r}" in msg and repr(typo) in msg and f"did you mean {valid!r}" in msg
+    assert "Valid options:" in msg and "device" in msg
+    with pytest.raises(EncoderConfigError, match=repr(typo)):
+        Encoder.from_config({"name": name, typo: 1})
