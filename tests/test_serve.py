@@ -109,6 +109,11 @@ def test_unknown_ids_are_404_naming_the_id(client, path, params, name):
     assert name in r.json()["detail"]
 
 
+def test_unknown_user_in_a_post_is_404(client):
+    r = client.post("/recommend", json={"user": "stranger", "n": 3})
+    assert r.status_code == 404 and "'stranger'" in r.json()["detail"]
+
+
 def test_unknown_history_item_is_404(client):
     r = client.post("/recommend", json={"history": ["item_0001", "bogus_item"]})
     assert r.status_code == 404 and "bogus_item" in r.json()["detail"]
@@ -120,9 +125,10 @@ def test_bad_n_is_422(client, n):
                          ("/search", {"q": "red"})):
         r = client.get(path, params={**params, "n": n})
         assert r.status_code == 422, (path, n, r.text)
-        assert "n" in r.text
+        assert [d["loc"] for d in r.json()["detail"]] == [["query", "n"]]  # names the parameter
     r = client.post("/recommend", json={"user": "user_0001", "n": n})
     assert r.status_code == 422
+    assert [d["loc"] for d in r.json()["detail"]] == [["body", "n"]]
 
 
 @pytest.mark.parametrize("q", ["", "   "])
