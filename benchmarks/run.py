@@ -115,7 +115,9 @@ def load_data(name: str, data_dir: str | None, quick: bool) -> InteractionData:
             mod = importlib.import_module("multirec.datasets.longtail")
         except ImportError as exc:
             raise Unavailable(f"longtail not available: multirec.datasets.longtail ({exc})") from exc
-        size = dict(n_users=80, n_items=80) if quick else {}
+        # full size 2 000 x 2 000: EASE's n_items² inverse and LightFM stay within minutes
+        size = (dict(n_users=100, n_items=120, interactions_per_user=10) if quick
+                else dict(n_users=2000, n_items=2000))
         try:
             return _as_data(mod.make_longtail(**size, seed=0))
         except TypeError:  # another signature: its own defaults
@@ -442,8 +444,12 @@ def _torch_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Fit and evaluate every row on every split; the full JSON payload."""
+def run(args: argparse.Namespace, on_block: Callable[[dict[str, Any]], None] | None = None
+        ) -> dict[str, Any]:
+    """Fit and evaluate every row on every split; the full JSON payload.
+
+    Seeds are the outer loop, so every protocol has a first seed early; `on_block` gets the
+    payload so far (`"partial": True`) after each (seed, protocol) block."""
     _torch_threads(args.threads)
     t0 = time.perf_counter()
     raw = load_data(args.dataset, args.data_dir, args.quick)
@@ -461,25 +467,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"skip {name}: {why}", flush=True)
     results: dict[str, dict[str, list[dict]]] = {}
     not_applicable: dict[str, list[str]] = {}
-    check: dict[str, Any] | None = None
+    check: dict[str, Any] = {"skipped": "no EASE/ALS row ran"}
     skipped_protocols: dict[str, str] = {}
-    for protocol in args.protocol:
-        for seed in args.seeds:
+    done: list[list] = []
+
+    def payload(partial: bool) -> dict[str, Any]:
+        skip = dict(skipped)
+        for name, ps in not_applicable.items():
+            skip.setdefault(name, f"pure CF, no representation for cold items: not run on {', '.join(ps)}")
+        return {"dataset": args.dataset, "n_users": data.n_users, "n_items": data.n_items,
+                "nnz": data.nnz, "seeds": list(args.seeds), "done": [list(b) for b in done],
+                "partial": partial, "quick": bool(args.quick), "threads": args.threads,
+                "encode_seconds": encode_s, "notes": notes, "results": results, "skipped": skip,
+                "skipped_protocols": dict(skipped_protocols), "tuning": tuning,
+                "ir_measures_check": check, "total_seconds": time.perf_counter() - t0,
+                "families": {r.name: r.family for r in rows}}
+
+    for seed in args.seeds:
+        for protocol in args.protocol:
+            if protocol in skipped_protocols:
+                continue
             try:
                 splits = make_splits(data, protocol, seed)
             except DataError as exc:  # e.g. too few users for cold-user on a tiny data set
                 skipped_protocols[protocol] = str(exc)
                 print(f"skip protocol {protocol}: {exc}", flush=True)
-                break
+                continue
             train = next(iter(splits.values())).train
             for row in rows:
                 if row.name in skipped:
                     continue
                 if protocol not in row.protocols:
-                    not_applicable.setdefault(row.name, [])
-                    for p in splits:
-                        if p not in not_applicable[row.name]:
-                            not_applicable[row.name].append(p)
+                    ps = not_applicable.setdefault(row.name, [])
+                    ps += [p for p in splits if p not in ps]
                     continue
                 t = time.perf_counter()
                 model = row.make(train, seed)
@@ -493,21 +513,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     results.setdefault(p, {}).setdefault(row.name, []).append(res)
                     print(f"{p:12s} seed {seed} {row.name:30s} NDCG@10 {res['ndcg']:.4f} "
                           f"fit {fit_s:6.1f}s tune {tune_s:5.1f}s", flush=True)
-                    if check is None and row.name in ("implicit ALS", "EASE"):
+                    if "skipped" in check and row.name in ("implicit ALS", "EASE"):
                         check = {"model": row.name, "protocol": p, "seed": seed,
                                  **ir_measures_check(model, split, res["ndcg"])}
                         print(f"ir_measures cross-check ({row.name}, {p}, seed {seed}): {check}",
                               flush=True)
-    for name, ps in not_applicable.items():
-        skipped.setdefault(name, f"pure CF, no representation for cold items: not run on {', '.join(ps)}")
-    return {"dataset": args.dataset, "n_users": data.n_users, "n_items": data.n_items,
-            "nnz": data.nnz, "seeds": list(args.seeds), "quick": bool(args.quick),
-            "threads": args.threads, "encode_seconds": encode_s, "notes": notes,
-            "results": results, "skipped": skipped, "skipped_protocols": skipped_protocols,
-            "tuning": tuning,
-            "ir_measures_check": check or {"skipped": "no EASE/ALS row ran"},
-            "total_seconds": time.perf_counter() - t0,
-            "families": {r.name: r.family for r in rows}}
+            done.append([seed, protocol])
+            if on_block is not None:
+                on_block(payload(partial=True))
+    return payload(partial=False)
 
 
 def summarise(payload: dict[str, Any]) -> dict[str, Any]:
@@ -616,31 +630,45 @@ def command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def write(payload: dict[str, Any], args: argparse.Namespace, *, plot: bool = True) -> str:
+    """Summary + `<out>/<dataset>.{md,json[,png]}`; returns the markdown."""
     out = Path(args.out)
-    try:
-        with peers.thread_limit(args.threads):  # BLAS/OpenMP pools of numpy, EASE, implicit
-            payload = run(args)
-    except Unavailable as exc:
-        print(str(exc))
-        payload = {"dataset": args.dataset, "skipped_dataset": str(exc), "results": {}, "skipped": {}}
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{args.dataset}.json").write_text(json.dumps(payload, indent=1))
-        return payload
     payload["command"] = command(args)
     payload["summary"] = summarise(payload)
-    header = (f"## {args.dataset}: multirec vs peers\n\nCommand: `{payload['command']}`; total "
+    state = (f"PARTIAL: {len(payload['done'])} of {len(args.seeds) * len(args.protocol)} "
+             "(seed, protocol) blocks done. " if payload["partial"] else "")
+    header = (f"## {args.dataset}: multirec vs peers\n\nCommand: `{payload['command']}`; {state}total "
               f"{payload['total_seconds']:.0f}s. {payload['n_users']} users, {payload['n_items']} items, "
               f"{payload['nnz']} interactions. Ratios: NDCG@10 vs the best peer (non-multirec row) "
               "and vs LightFM WARP + item features, per protocol.\n")
     text = header + table(payload)
-    print(text)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.dataset}.md").write_text(text + "\n")
-    (out / f"{args.dataset}.json").write_text(json.dumps(payload, indent=1, default=_json_default))
-    with contextlib.suppress(Exception):
-        _plot(payload["summary"], out / f"{args.dataset}.png")
+    _atomic_write(out / f"{args.dataset}.md", text + "\n")
+    _atomic_write(out / f"{args.dataset}.json", json.dumps(payload, indent=1, default=_json_default))
+    if plot:
+        with contextlib.suppress(Exception):
+            _plot(payload["summary"], out / f"{args.dataset}.png")
+    return text
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    try:
+        with peers.thread_limit(args.threads):  # BLAS/OpenMP pools of numpy, EASE, implicit
+            payload = run(args, on_block=lambda p: write(p, args, plot=False))
+    except Unavailable as exc:
+        print(str(exc))
+        payload = {"dataset": args.dataset, "skipped_dataset": str(exc), "results": {}, "skipped": {}}
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        _atomic_write(Path(args.out) / f"{args.dataset}.json", json.dumps(payload, indent=1))
+        return payload
+    print(write(payload, args))
     return payload
 
 

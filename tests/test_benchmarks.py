@@ -157,13 +157,21 @@ def _check_run_payload(payload: dict, protocols: set[str]) -> None:
         assert isinstance(why, str) and why
 
 
-def test_run_tiny_synthetic_all_protocols(tmp_path):
+def test_run_tiny_synthetic_all_protocols(tmp_path, monkeypatch):
     pytest.importorskip("implicit")
     pytest.importorskip("cornac")
     bench = _script("run")
+    writes = []
+    write = bench.write
+    monkeypatch.setattr(bench, "write", lambda p, a, **kw: writes.append(
+        (p["partial"], set(p["results"]))) or write(p, a, **kw))
     payload = bench.main(["--dataset", "synthetic", "--quick", "--text-model", "hash",
                           "--out", str(tmp_path)])
     _check_run_payload(payload, {"warm", "cold-item", "cold-user-1", "cold-user-3", "cold-user-5"})
+    # the files are rewritten after every (seed, protocol) block, so a killed run keeps its rows
+    assert writes == [(True, {"warm"}), (True, {"warm", "cold-item"}), (True, set(payload["summary"])),
+                      (False, set(payload["summary"]))]
+    assert payload["done"] == [[0, "warm"], [0, "cold-item"], [0, "cold-user"]]
     for ext in ("md", "json", "png"):
         assert (tmp_path / f"synthetic.{ext}").stat().st_size > 0
     assert json.loads((tmp_path / "synthetic.json").read_text())["summary"] == payload["summary"]
