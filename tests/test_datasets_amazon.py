@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_datasets_download import go_offline, serve
 
 from multirec.datasets import amazon, download
 from multirec.errors import DataError, DatasetError
@@ -111,13 +111,7 @@ def test_errors(tmp_path):
 def test_download_two_files_record_and_verify(tmp_path, monkeypatch):
     monkeypatch.delenv("MULTIREC_AMAZON2023", raising=False)
     src = write_amazon(tmp_path / "src", "Video_Games")
-    urls = []
-
-    def fake_fetch(url, dest):
-        urls.append(url)
-        shutil.copyfile(src / url.rsplit("/", 1)[1], dest)
-
-    monkeypatch.setattr(download, "fetch", fake_fetch)
+    urls = serve(monkeypatch, {f.name: f for f in src.iterdir()})
     cache = tmp_path / "cache"
     az = amazon.load("Video_Games", cache_dir=cache)
     assert urls == [f"{amazon.BASE_URL}/review_categories/Video_Games.jsonl.gz",
@@ -134,11 +128,7 @@ def test_download_two_files_record_and_verify(tmp_path, monkeypatch):
 
 def test_offline_says_where_to_put_the_files(tmp_path, monkeypatch):
     monkeypatch.delenv("MULTIREC_AMAZON2023", raising=False)
-
-    def offline(url, dest):
-        raise OSError("no route to host")
-
-    monkeypatch.setattr(download, "fetch", offline)
+    go_offline(monkeypatch, "no route to host")
     with pytest.raises(DatasetError, match="no route to host") as err:
         amazon.load("All_Beauty", cache_dir=tmp_path)
     msg = str(err.value)

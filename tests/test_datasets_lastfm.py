@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_datasets_download import go_offline, serve, sha256, zip_folder
 
-from multirec.datasets import download, lastfm
+from multirec.datasets import lastfm
 from multirec.errors import DataError, DatasetError
 
 OFFICIAL_ARTISTS_SHA = "c173881362c6b28551368fecb3c0be5a6a30a6cd859e1f5775413dfe46d48648"
@@ -36,10 +34,6 @@ def write_lastfm(folder: Path) -> Path:
         "3\t99\t1\t1\t5\t2010\n"  # 99 has plays and tags but no artists.dat row
         "3\t51\t77\t1\t5\t2010\n")  # tag 77 is not in tags.dat: dropped
     return folder
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_parses_the_official_layout(tmp_path):
@@ -120,18 +114,8 @@ def fake_download(tmp_path, monkeypatch):
     monkeypatch.delenv("MULTIREC_LASTFM", raising=False)
     monkeypatch.delenv("MULTIREC_DATA", raising=False)
     src = write_lastfm(tmp_path / "src")
-    zpath = tmp_path / "hetrec2011-lastfm-2k.zip"
-    with zipfile.ZipFile(zpath, "w") as z:
-        for f in sorted(src.iterdir()):
-            z.write(f, f.name)
-    calls = []
-
-    def fake_fetch(url, dest):
-        calls.append(url)
-        shutil.copyfile(zpath, dest)
-
-    monkeypatch.setattr(download, "fetch", fake_fetch)
-    return src, calls
+    zpath = zip_folder(src, tmp_path / "hetrec2011-lastfm-2k.zip")
+    return src, serve(monkeypatch, {"hetrec2011-lastfm-2k.zip": zpath})
 
 
 def test_download_is_checked_against_the_official_hashes(fake_download, tmp_path):
@@ -163,11 +147,7 @@ def test_download_extract_cache_and_env(fake_download, tmp_path, monkeypatch):
 
 def test_offline_says_where_to_put_the_files(tmp_path, monkeypatch):
     monkeypatch.delenv("MULTIREC_LASTFM", raising=False)
-
-    def offline(url, dest):
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(download, "fetch", offline)
+    go_offline(monkeypatch)
     with pytest.raises(DatasetError, match="network unreachable") as err:
         lastfm.load(cache_dir=tmp_path)
     msg = str(err.value)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_datasets_download import serve, zip_folder
 
 from multirec.datasets import download, mind
 from multirec.errors import DataError, DatasetError
@@ -96,17 +95,8 @@ def test_download_records_hashes_and_verify(tmp_path, monkeypatch):
     """No checksums are published: the download is recorded (trust on first use)."""
     monkeypatch.delenv("MULTIREC_MIND_TRAIN", raising=False)
     src = write_mind(tmp_path / "src")
-    zpath = tmp_path / "MINDsmall_train.zip"
-    with zipfile.ZipFile(zpath, "w") as z:  # files at the zip root, as Microsoft ships them
-        for f in sorted(src.iterdir()):
-            z.write(f, f.name)
-    urls = []
-
-    def fake_fetch(url, dest):
-        urls.append(url)
-        shutil.copyfile(zpath, dest)
-
-    monkeypatch.setattr(download, "fetch", fake_fetch)
+    zpath = zip_folder(src, tmp_path / "MINDsmall_train.zip")  # files at the root, as shipped
+    urls = serve(monkeypatch, {"MINDsmall_train.zip": zpath})
     cache = tmp_path / "cache"
     m = mind.load("train", cache_dir=cache)
     assert urls == ["https://mind201910small.blob.core.windows.net/release/MINDsmall_train.zip"]

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["check_int", "check_number", "check_bool"]
+__all__ = ["check_int", "check_number", "check_range", "check_bool"]
 
 
 def check_int(name: str, value: Any, low: int, *, none_ok: bool = False) -> int | None:
@@ -30,6 +30,14 @@ def check_number(name: str, value: Any, *, none_ok: bool = False) -> float | Non
         allowed = " or None" if none_ok else ""
         raise DataError(f"{name} must be a finite number{allowed}, got {value!r}")
     return float(value)
+
+
+def check_range(name: str, value: Any, low: float, high: float) -> float:
+    """`value` as float, if it is a finite number in [low, high]."""
+    x = check_number(name, value)
+    if not low <= x <= high:
+        raise DataError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+    return x
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -39,7 +39,7 @@ import scipy.sparse as sp
 from ..data import FeatureMatrix, InteractionData
 from ..errors import DataError
 from ..idmap import IdMap
-from .checks import check_int, check_number
+from .checks import check_int, check_number, check_range
 
 __all__ = ["LongTailDataset", "make_longtail"]
 
@@ -172,18 +172,18 @@ def make_longtail(
     if not 1 <= mean_k <= n_items / 2:
         raise DataError(f"interactions_per_user must be in [1, n_items / 2 = {n_items / 2:g}], "
                         f"got {interactions_per_user!r}")
-    alpha = _in_range("alpha", alpha, 0.0, 3.0)
-    tag_coverage = _in_range("tag_coverage", tag_coverage, 0.0, 1.0)
+    alpha = check_range("alpha", alpha, 0.0, 3.0)
+    tag_coverage = check_range("tag_coverage", tag_coverage, 0.0, 1.0)
     n_tags = check_int("n_tags", n_tags, _CORE_TAGS)
     n_clusters = check_int("n_clusters", n_clusters, 1, none_ok=True)
     if n_clusters is None:
         n_clusters = int(np.clip(n_items // 10, 1, 64))
     n_clusters = min(n_clusters, n_items)
     n_factors = check_int("n_factors", n_factors, 1)
-    concentration = _in_range("concentration", concentration, 0.0, 20.0)
-    noise = _in_range("noise", noise, 0.0, 1.0)
-    activity_sigma = _in_range("activity_sigma", activity_sigma, 0.0, 3.0)
-    max_item_share = _in_range("max_item_share", max_item_share, 1e-6, 1.0)
+    concentration = check_range("concentration", concentration, 0.0, 20.0)
+    noise = check_range("noise", noise, 0.0, 1.0)
+    activity_sigma = check_range("activity_sigma", activity_sigma, 0.0, 3.0)
+    max_item_share = check_range("max_item_share", max_item_share, 1e-6, 1.0)
     seed = check_int("seed", seed, 0)
     s_model, s_events, s_content = (np.random.default_rng(s)
                                     for s in np.random.SeedSequence(seed).spawn(3))
@@ -270,9 +270,3 @@ def make_longtail(
     return LongTailDataset(data, U.astype(np.float32), C[cluster].astype(np.float32), cluster,
                            np.log(within).astype(np.float32), pref.astype(np.float32))
 
-
-def _in_range(name: str, value: object, low: float, high: float) -> float:
-    x = check_number(name, value)
-    if not low <= x <= high:
-        raise DataError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
-    return x
