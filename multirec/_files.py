@@ -242,8 +242,10 @@ class atomic_directory:  # noqa: N801 - used like a function: `with atomic_direc
                  replaces: Iterable[str] = ()) -> None:
         self.target = Path(target)
         self.overwrite, self.marker, self.replaces = bool(overwrite), marker, tuple(replaces)
-        self.token = uuid.uuid4().hex[:16]
-        self.tmp = self.target / f"{_TMP_PREFIX}{self.token}"
+        token = uuid.uuid4().hex[:16]
+        self.tmp = self.target / f"{_TMP_PREFIX}{token}"
+        self.version = f"version-{token}"  # the name the new save gets on success
+        self.token = token
         self._current: str | None = None
 
     def __enter__(self) -> Path:
@@ -285,7 +287,7 @@ class atomic_directory:  # noqa: N801 - used like a function: `with atomic_direc
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
         root = self.target
-        version = f"version-{self.token}"
+        version = self.version
         _fsync_tree(self.tmp)
         os.rename(self.tmp, root / version)
         _fsync(root)

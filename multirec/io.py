@@ -123,7 +123,8 @@ def save_model(model: Any, directory: str | os.PathLike, *, overwrite: bool = Fa
     if "checkpoint_dir" in cfg:
         cfg["resume"], cfg["checkpoint_every"] = False, 0
     history = getattr(model, "history_", None)
-    with _files.atomic_directory(root, overwrite=overwrite, marker=MARKER, replaces=replaces) as tmp:
+    writer = _files.atomic_directory(root, overwrite=overwrite, marker=MARKER, replaces=replaces)
+    with writer as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
         save_file({"indptr": torch.from_numpy(ui.indptr.astype(np.int64)),
@@ -150,7 +151,7 @@ def save_model(model: Any, directory: str | os.PathLike, *, overwrite: bool = Fa
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
         write_manifest(tmp, _FILES)
-    return root / f"version-{tmp.name.rsplit('-', 1)[-1]}"
+    return root / writer.version
 
 
 def _history_dict(history: Any) -> dict[str, Any]:

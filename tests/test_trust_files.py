@@ -85,7 +85,9 @@ def test_refuses_folder_with_user_files_and_keeps_them(model, tmp_path):
 
 def test_overwrite_replaces_only_a_previous_save(model, tmp_path):
     target = tmp_path / "m"
-    model.save_pretrained(target)
+    from multirec.io import save_model
+
+    assert save_model(model, target) == _version(target)
     assert sorted(p.name for p in _version(target).iterdir()) == sorted(FILES + ["manifest.json"])
     first = _version(target)
     (target / "README.md").write_text("the user's own file")
@@ -339,6 +341,8 @@ def test_encoder_paths_outside_need_encoder_paths(tmp_path, opened):
     ("config.json", lambda c: {**c, "model": {**c["model"], "encoders": {
         "text": {"name": "no-such-encoder"}}}}, "'no-such-encoder', which is not registered"),
     ("config.json", lambda c: {**c, "surprise": 1}, r"unknown keys \['surprise'\]"),
+    ("config.json", lambda c: {**c, "model": {**c["model"], "bogus": 1}}, "bogus"),
+    ("config.json", lambda c: {**c, "network": {**c["network"], "fusion": "magic"}}, "magic"),
     ("config.json", lambda c: {**c, "format_version": 1}, "format_version 1"),
     ("ids.json", lambda d: {**d, "items": d["items"][:-1]}, "lists 29 items.*n_items=30"),
     ("ids.json", lambda d: {**d, "items": d["items"][:-1] + d["items"][:1]}, "duplicates"),
