@@ -12,6 +12,12 @@ fold-in from their first 1 / 3 / 5 interactions, the rest of their interactions 
 targets: rows `cold-user-1`, `cold-user-3`, `cold-user-5`; the three share one training set,
 so each model is fitted once for all three).
 
+Rows: random, popularity, EASE, LightFM WARP (pure CF and with item features), implicit ALS
+and BPR (warm and cold-user only: they have nothing for a cold item), cornac VBPR on the text
+vectors, and multirec CF-only, text-only, fused (defaults) and fused + tags (where the data
+has tags or item features and the `tags` encoder exists). A row whose package, data or
+encoder is missing is listed under "skipped" with the reason, never a failure.
+
 Every row is scored by `multirec.evaluation.evaluate` (NDCG@10 etc.) on the same split; the
 NDCG@10 of one model is cross-checked once per run against `ir_measures`. implicit ALS/BPR
 and LightFM are tuned on a validation split carved from train (a grid that is extended once
@@ -293,7 +299,7 @@ GRIDS = {  # full, quick
     "LightFM": ({"epochs": [10, 20, 40]}, {"epochs": [5, 10]}),
     "ALS": ({"regularization": [0.1, 1.0, 10.0, 100.0], "alpha": [1.0, 4.0, 16.0]},
             {"regularization": [0.1, 1.0, 10.0]}),
-    "BPR": ({"learning_rate": [0.003, 0.01, 0.03, 0.1], "regularization": [0.001, 0.01, 0.1]},
+    "BPR": ({"learning_rate": [0.01, 0.03, 0.1], "regularization": [0.001, 0.01, 0.1]},
             {"learning_rate": [0.01, 0.03, 0.1]}),
 }
 
