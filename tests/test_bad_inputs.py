@@ -284,8 +284,7 @@ CASES = [
      DataError, r"\(3, 3\)"),
 ]
 
-NEEDS_CONFIG = pytest.mark.xfail(reason="needs config.py", strict=False)
-CONFIG_CASES = [  # constructor checks the lead adds in multirec/config.py
+CONFIG_CASES = [  # constructor checks of multirec/config.py
     ("init-epochs-str", lambda c: MultimodalRecommender(epochs="10"), ConfigError, "'10'"),
     ("init-epochs-float", lambda c: MultimodalRecommender(epochs=2.5), ConfigError, r"2\.5"),
     ("init-device-tpu", lambda c: MultimodalRecommender(device="tpu"), ConfigError, "'tpu'"),
@@ -304,7 +303,6 @@ def test_bad_input_raises_naming_the_value(ctx, call, exc, match):
             call(ctx)
 
 
-@NEEDS_CONFIG
 @pytest.mark.parametrize("call, exc, match", [pytest.param(*case[1:], id=case[0])
                                               for case in CONFIG_CASES])
 def test_bad_constructor_args(ctx, call, exc, match):
@@ -312,7 +310,6 @@ def test_bad_constructor_args(ctx, call, exc, match):
         call(ctx)
 
 
-@NEEDS_CONFIG
 def test_device_cuda_without_cuda():
     import torch
 
@@ -322,7 +319,6 @@ def test_device_cuda_without_cuda():
         MultimodalRecommender(device="cuda")
 
 
-@NEEDS_CONFIG
 def test_huge_lr_warns_or_raises():
     named = re.compile(r"1e\+08|100000000")
     with warnings.catch_warnings(record=True) as caught:
