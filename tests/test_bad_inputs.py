@@ -38,7 +38,8 @@ def _frame() -> pd.DataFrame:
 def ctx(tmp_path_factory):
     df = _frame()
     data = InteractionData.from_dataframe(df, weight_col=None, item_content={"text": TEXT})
-    model = MultimodalRecommender(encoders={"text": "text-hash"}, cf=False, **FAST).fit(data)
+    model = MultimodalRecommender(encoders={"text": "text-hash"}, cf=False, item_item=False,
+                                  **FAST).fit(data)
     folder = tmp_path_factory.mktemp("bad-inputs")
     model.save_pretrained(folder / "model")
     df[["user", "item"]].to_csv(folder / "inter.csv", index=False)
