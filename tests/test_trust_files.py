@@ -389,3 +389,32 @@ def test_not_a_model(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelFileError, match="empty.*not a saved multirec model"):
         MultimodalRecommender.from_pretrained(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------- training checkpoints
+def test_checkpoints_share_the_crash_safe_layout(tmp_path):
+    from multirec.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+
+    w = {"w": torch.arange(3.0)}
+    best = {"w": torch.arange(3.0)}
+    ckpt = Checkpoint(epoch=2, history={"epochs": []}, bad_evals=0, net=w, best=best, last_good=best,
+                      optimizer={"state": {}, "param_groups": []}, numpy_rng={},
+                      torch_rng=[{"generator": torch.zeros(4, dtype=torch.uint8)}])
+    old = tmp_path / "latest"  # a format-1 checkpoint: refused on resume, replaced on save
+    old.mkdir()
+    (old / "state.json").write_text("{}")
+    (old / "tensors.safetensors").write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="older multirec.*resume=False"):
+        load_checkpoint(tmp_path)
+    assert checkpoint_path(tmp_path) is None
+    save_checkpoint(tmp_path, ckpt)
+    save_checkpoint(tmp_path, ckpt)
+    folder = checkpoint_path(tmp_path)
+    assert sorted(p.name for p in old.iterdir()) == ["multirec.json", folder.name]
+    again = load_checkpoint(tmp_path)
+    assert again.epoch == 2 and torch.equal(again.net["w"], w["w"])
+    raw = bytearray((folder / "tensors.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (folder / "tensors.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="does not match its checksum.*delete"):
+        load_checkpoint(tmp_path)
