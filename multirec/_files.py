@@ -33,7 +33,7 @@ from typing import Any
 
 from .errors import ModelFileError
 
-__all__ = ["atomic_directory", "current_version", "sha256_file", "sha256_bytes", "safe_child",
+__all__ = ["atomic_directory", "check_target", "current_version", "sha256_file", "sha256_bytes", "safe_child",
            "read_file", "write_manifest", "verify_manifest", "POINTER", "MANIFEST"]
 
 POINTER = "multirec.json"
@@ -118,7 +118,7 @@ def write_manifest(folder: str | os.PathLike, names: Iterable[str]) -> dict[str,
     folder = Path(folder)
     digests = {name: sha256_file(folder / name) for name in sorted(names)}
     (folder / MANIFEST).write_text(json.dumps({"format": "multirec.Manifest", "sha256": digests},
-                                              indent=1))
+                                              indent=1), encoding="utf-8")
     return digests
 
 
@@ -225,6 +225,40 @@ def _fsync_tree(folder: Path) -> None:
         _fsync(Path(dirpath))
 
 
+def check_target(target: str | os.PathLike, *, overwrite: bool, marker: str,
+                 replaces: Iterable[str] = ()) -> str | None:
+    """Raise ModelFileError if `atomic_directory(target, ...)` would refuse to save there
+    (writes nothing); returns the current version's name, None without a previous save."""
+    root, replaces = Path(target), tuple(replaces)
+    if root.exists() and not root.is_dir():
+        raise ModelFileError(f"{str(root)!r} exists and is not a directory; pass a new or "
+                             "empty directory to save into")
+    fmt, current = (None, None)
+    if (root / POINTER).exists() or (root / POINTER).is_symlink():
+        fmt, current = _pointer_format(root)
+        if fmt != marker:
+            raise ModelFileError(f"{str(root)!r} holds a {fmt!r}, not a {marker!r}; "
+                                 "save to another directory")
+        if not overwrite:
+            raise ModelFileError(f"{str(root)!r} already holds a saved {marker}; pass "
+                                 "overwrite=True to replace it (files that multirec did not "
+                                 "write are kept), or save to another directory")
+    elif root.is_dir():
+        entries = sorted(os.listdir(root))
+        legacy = [e for e in entries if e in replaces]
+        others = [e for e in entries if e not in replaces and not _is_leftover(e, None)]
+        if legacy and not overwrite:
+            raise ModelFileError(f"{str(root)!r} already holds a {marker} saved by an "
+                                 "older multirec; pass overwrite=True to replace it (files "
+                                 "that multirec did not write are kept)")
+        if others and not legacy:
+            shown = ", ".join(repr(e) for e in others[:3]) + (" ..." if len(others) > 3 else "")
+            raise ModelFileError(
+                f"{str(root)!r} is not empty ({shown}) and holds no multirec save; saving "
+                "there could mix or delete your files. Save to a new or empty directory.")
+    return current
+
+
 class atomic_directory:  # noqa: N801 - used like a function: `with atomic_directory(...) as tmp:`
     """Context manager: write a new save into the returned temp folder; on success it becomes
     the current version of `target` (see the module docstring for the crash-safe scheme).
@@ -249,34 +283,9 @@ class atomic_directory:  # noqa: N801 - used like a function: `with atomic_direc
         self._current: str | None = None
 
     def __enter__(self) -> Path:
-        root = self.target
-        if root.exists() and not root.is_dir():
-            raise ModelFileError(f"{str(root)!r} exists and is not a directory; pass a new or "
-                                 "empty directory to save into")
-        root.mkdir(parents=True, exist_ok=True)
-        fmt, current = (None, None)
-        if (root / POINTER).exists() or (root / POINTER).is_symlink():
-            fmt, current = _pointer_format(root)
-            if fmt != self.marker:
-                raise ModelFileError(f"{str(root)!r} holds a {fmt!r}, not a {self.marker!r}; "
-                                     "save to another directory")
-            if not self.overwrite:
-                raise ModelFileError(f"{str(root)!r} already holds a saved {self.marker}; pass "
-                                     "overwrite=True to replace it (files that multirec did not "
-                                     "write are kept), or save to another directory")
-        else:
-            entries = sorted(os.listdir(root))
-            legacy = [e for e in entries if e in self.replaces]
-            others = [e for e in entries if e not in self.replaces and not _is_leftover(e, None)]
-            if legacy and not self.overwrite:
-                raise ModelFileError(f"{str(root)!r} already holds a {self.marker} saved by an "
-                                     "older multirec; pass overwrite=True to replace it (files "
-                                     "that multirec did not write are kept)")
-            if others and not legacy:
-                shown = ", ".join(repr(e) for e in others[:3]) + (" ..." if len(others) > 3 else "")
-                raise ModelFileError(
-                    f"{str(root)!r} is not empty ({shown}) and holds no multirec save; saving "
-                    "there could mix or delete your files. Save to a new or empty directory.")
+        current = check_target(self.target, overwrite=self.overwrite, marker=self.marker,
+                               replaces=self.replaces)
+        self.target.mkdir(parents=True, exist_ok=True)
         self._current = current
         self._clean(keep=current)
         self.tmp.mkdir()

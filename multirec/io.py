@@ -51,7 +51,8 @@ from .history import History
 from .idmap import IdMap
 from .network import TwoTowerNetwork
 
-__all__ = ["save_model", "load_model", "read_config", "atomic_directory", "FORMAT_VERSION", "MARKER"]
+__all__ = ["save_model", "load_model", "read_config", "check_save_target", "atomic_directory",
+           "FORMAT_VERSION", "MARKER"]
 
 FORMAT_VERSION = 2
 MARKER = "multirec.MultimodalRecommender"
@@ -137,9 +138,9 @@ def save_model(model: Any, directory: str | os.PathLike, *, overwrite: bool = Fa
             str(tmp / "item_item.safetensors"))
         (tmp / "ids.json").write_text(json.dumps(
             {"users": model.user_map_.to_list(), "items": model.item_map_.to_list()},
-            ensure_ascii=False))
+            ensure_ascii=False), encoding="utf-8")
         (tmp / "history.json").write_text(json.dumps(
-            None if history is None else _history_dict(history), indent=1))
+            None if history is None else _history_dict(history), indent=1), encoding="utf-8")
         config = {
             "format": MARKER,
             "format_version": FORMAT_VERSION,
@@ -149,9 +150,17 @@ def save_model(model: Any, directory: str | os.PathLike, *, overwrite: bool = Fa
             "modalities": list(model.modalities_),
             "fit_config": getattr(model, "fit_config_", None),
         }
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False),
+                                         encoding="utf-8")
         write_manifest(tmp, _FILES)
     return root / writer.version
+
+
+def check_save_target(directory: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Raise the ModelFileError `save_model(model, directory, overwrite=...)` would raise about
+    the directory, without writing anything (e.g. before a long `fit`)."""
+    replaces = _V1_FILES if _legacy_version(Path(directory)) is not None else ()
+    _files.check_target(directory, overwrite=overwrite, marker=MARKER, replaces=replaces)
 
 
 def _history_dict(history: Any) -> dict[str, Any]:

@@ -72,6 +72,12 @@ def test_refuses_folder_with_user_files_and_keeps_them(model, tmp_path):
     target = tmp_path / "mine"
     target.mkdir()
     (target / "notes.txt").write_text("my notes")
+    from multirec.io import check_save_target
+
+    check_save_target(tmp_path / "new")  # fine, and nothing is created
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ModelFileError, match=r"mine.*not empty.*'notes.txt'.*new or empty"):
+        check_save_target(target)
     with pytest.raises(ModelFileError, match=r"mine.*not empty.*'notes.txt'.*new or empty"):
         model.save_pretrained(target)
     with pytest.raises(ModelFileError, match="mine"):
