@@ -1,7 +1,7 @@
 """Retrieval benchmark: `ItemIndex` kinds (flat / ivf / hnsw) at catalogue scale.
 
     python benchmarks/retrieval.py [--sizes 20000 200000 1000000] [--dim 64] [--threads 1]
-                                   [--dists gauss tail model] [--queries 1000] [--out DIR]
+                                   [--dists gauss tail model] [--queries 1000] [--out DIR] [--merge]
 
 For each catalogue size and vector distribution, every kind is built with its defaults
 (nprobe / ef_search calibrated for recall@10 >= 0.95) and measured against exact search:
@@ -97,56 +97,63 @@ def _data(dist: str, n: int, dim: int, n_queries: int, seed: int, fitted: tuple 
     return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(q, np.float32), calib
 
 
-def _paired_ms(lib, raw, n_queries: int, reps: int) -> tuple[float, float, float]:
-    """Median ms of `lib(i)` and `raw(i)` and the median of their paired differences.
+def _paired_ms(lib, raw, n_queries: int, reps: int) -> dict[str, float]:
+    """Single-query timings of `lib(i)` and `raw(i)` run back to back on the same query.
 
-    The two calls run back to back on the same query (order alternating), so load from other
-    processes on a shared machine hits both alike; the paired median is the overhead.
+    Wall and thread-CPU medians of each, and the median of the paired CPU-time differences:
+    the overhead. The CPU time of this thread (FAISS with 1 thread runs in it) is not inflated
+    when other processes share the cores; the wall time is.
     """
-    a, b = [], []
+    wall: dict[str, list[float]] = {"lib": [], "raw": []}
+    cpu: dict[str, list[float]] = {"lib": [], "raw": []}
     for i in range(reps):
-        first, second = (lib, raw) if i % 2 == 0 else (raw, lib)
-        t0 = time.perf_counter()
-        first(i % n_queries)
-        t1 = time.perf_counter()
-        second(i % n_queries)
-        t2 = time.perf_counter()
-        la, lb = (t1 - t0, t2 - t1) if i % 2 == 0 else (t2 - t1, t1 - t0)
-        a.append(la)
-        b.append(lb)
-    diff = [x - y for x, y in zip(a, b)]
-    return 1000 * statistics.median(a), 1000 * statistics.median(b), 1000 * statistics.median(diff)
+        for name in (("lib", "raw") if i % 2 == 0 else ("raw", "lib")):
+            fn = lib if name == "lib" else raw
+            w, c = time.perf_counter(), time.thread_time()
+            fn(i % n_queries)
+            cpu[name].append(time.thread_time() - c)
+            wall[name].append(time.perf_counter() - w)
+    diff = [a - b for a, b in zip(cpu["lib"], cpu["raw"])]
+    med = statistics.median
+    return {"single_ms": 1000 * med(wall["lib"]), "raw_single_ms": 1000 * med(wall["raw"]),
+            "single_cpu_ms": 1000 * med(cpu["lib"]), "raw_single_cpu_ms": 1000 * med(cpu["raw"]),
+            "overhead_ms": 1000 * med(diff)}
 
 
 def _measure(name: str, kind: str, kw: dict, x: np.ndarray, q: np.ndarray, truth: np.ndarray,
              reps: int, threads: int, calib: np.ndarray | None) -> dict[str, Any]:
     from multirec.index import ItemIndex
 
-    t = time.perf_counter()
     if kind != "flat" and calib is not None:
         kw = {**kw, "queries": calib}  # as ItemIndex.build(model) does with the model's users
+    t, c = time.perf_counter(), time.process_time()
     index = ItemIndex.from_vectors(x, kind, num_threads=threads, show_progress=False, **kw)
-    build = time.perf_counter() - t
+    build, build_cpu = time.perf_counter() - t, time.process_time() - c
     t = time.perf_counter()
     found, _ = index.search(q, 10)  # (Q, 10)
     batch_ms = 1000 * (time.perf_counter() - t)
     recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
     raw, fq = index.faiss_index, index.faiss_queries(q)  # the transformed queries, made once
     index.search(q[:1], 10), raw.search(fq[:1], 10)  # warm up
-    lib, base, overhead = _paired_ms(lambda i: index.search(q[i][None], 10),
-                                     lambda i: raw.search(fq[i][None], 10), len(q), reps)
+    timing = _paired_ms(lambda i: index.search(q[i][None], 10),
+                        lambda i: raw.search(fq[i][None], 10), len(q), reps)
     params = {k: v for k, v in index.params.items() if k not in ("seed", "max_norm2")}
-    return {"kind": name, "build_s": round(build, 3), "recall_at_10": round(recall, 4),
-            "single_ms": round(lib, 4), "raw_single_ms": round(base, 4),
-            "overhead_ms": round(overhead, 4), "batch_ms": round(batch_ms, 2), "params": params}
+    return {"kind": name, "build_s": round(build, 3), "build_cpu_s": round(build_cpu, 3),
+            "recall_at_10": round(recall, 4), **{k: round(v, 4) for k, v in timing.items()},
+            "batch_ms": round(batch_ms, 2), "params": params}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, on_row=None) -> dict[str, Any]:
+    """Measure every (size, dist, kind); `on_row(payload)` after each row (partial results)."""
     import faiss
 
     faiss.omp_set_num_threads(args.threads)
+    payload: dict[str, Any] = {"rows": [], "config": {
+        "sizes": args.sizes, "dim": args.dim, "threads": args.threads, "queries": args.queries,
+        "dists": args.dists, "reps": args.reps, "seed": args.seed, "faiss": faiss.__version__,
+        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "load_avg_start": os.getloadavg()[0]}}
     fitted = _fit_model(args.seed) if "model" in args.dists else None
-    rows = []
     for n in args.sizes:
         for dist in args.dists:
             x, q, calib = _data(dist, n, args.dim, args.queries, args.seed, fitted)
@@ -162,24 +169,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 row = {"size": n, "dist": dist, "dim": int(x.shape[1]),
                        **_measure(name, kind, kw, x, q, truth, args.reps, args.threads, calib)}
                 row["exact_batch_ms"] = round(exact_ms, 2)
-                rows.append(row)
+                payload["rows"].append(row)
                 print(_line(row), flush=True)
+                if on_row is not None:
+                    on_row(payload)
             del x
-    return {"rows": rows, "config": {
-        "sizes": args.sizes, "dim": args.dim, "threads": args.threads, "queries": args.queries,
-        "dists": args.dists, "reps": args.reps, "seed": args.seed, "faiss": faiss.__version__,
-        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}}
+    payload["config"]["load_avg_end"] = os.getloadavg()[0]
+    return payload
 
 
-_HEAD = ("| size | dist | kind | build s | recall@10 | 1 query ms | raw FAISS ms | overhead ms "
-         "| 1000 queries ms | params |")
+_HEAD = ("| size | dist | kind | build s (cpu s) | recall@10 | 1 query ms (cpu ms) | raw FAISS cpu ms "
+         "| overhead cpu ms | 1000 queries ms | params |")
 
 
 def _line(r: dict[str, Any]) -> str:
     p = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k != "transform")
-    return (f"| {r['size']:,} | {r['dist']} | {r['kind']} | {r['build_s']:.1f} | {r['recall_at_10']:.3f} "
-            f"| {r['single_ms']:.3f} | {r['raw_single_ms']:.3f} | {r['overhead_ms']:+.3f} "
-            f"| {r['batch_ms']:.1f} | {p} |")
+    return (f"| {r['size']:,} | {r['dist']} | {r['kind']} | {r['build_s']:.1f} ({r['build_cpu_s']:.1f}) "
+            f"| {r['recall_at_10']:.3f} | {r['single_ms']:.3f} ({r['single_cpu_ms']:.3f}) "
+            f"| {r['raw_single_cpu_ms']:.3f} | {r['overhead_ms']:+.3f} | {r['batch_ms']:.1f} | {p} |")
 
 
 def _markdown(payload: dict[str, Any]) -> str:
@@ -189,10 +196,12 @@ def _markdown(payload: dict[str, Any]) -> str:
         "",
         f"`python benchmarks/retrieval.py --sizes {' '.join(map(str, c['sizes']))} --dim {c['dim']} "
         f"--threads {c['threads']}`; FAISS {c['faiss']}, {c['threads']} thread(s), {c['queries']} queries, "
-        "top-10. Recall@10 is against exact inner-product search; 1-query ms is the median "
-        f"of {c['reps']} single-query `ItemIndex.search` calls; raw FAISS ms the same for "
-        "`faiss_index.search` on the same (transformed) query, run back to back with it; overhead "
-        "is the median of the paired differences (robust to load on a shared machine). ivf and "
+        f"top-10, {c['cpu_count']} cores shared with other jobs (load average {c['load_avg_start']:.1f} "
+        f"at the start, {c.get('load_avg_end', float('nan')):.1f} at the end): wall times are inflated "
+        "by the sharing, CPU times (of this process / thread) are not. Recall@10 is against exact "
+        f"inner-product search. 1 query: median over {c['reps']} single-query `ItemIndex.search` "
+        "calls; raw FAISS: `faiss_index.search` on the same (transformed) query, run back to back "
+        "with it; overhead: median of the paired differences in thread CPU time. ivf and "
         "hnsw use their defaults (nprobe / ef_search calibrated for recall@10 ≥ 0.95 at build "
         "time, included in build s); ivf-ip and hnsw-l2 are the non-default metrics, for comparison.",
         "",
@@ -241,20 +250,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="largest size that also measures ivf-ip and hnsw-l2")
     ap.add_argument("--hnsw-up-to", type=int, default=10**9, help="largest size that builds hnsw")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of <out>/retrieval.json for the (size, dist) pairs not run now")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     return ap.parse_args(argv)
 
 
+def _write(payload: dict[str, Any], out: Path, merge: bool, plot: bool) -> dict[str, Any]:
+    """Write <out>/retrieval.{json,md} (and .png), merged with the rows already there."""
+    out.mkdir(parents=True, exist_ok=True)
+    payload = json.loads(json.dumps(payload))  # a copy
+    if merge and (out / "retrieval.before.json").is_file():
+        before = json.loads((out / "retrieval.before.json").read_text())
+        done = {(r["size"], r["dist"]) for r in payload["rows"]}
+        kept = [r for r in before["rows"] if (r["size"], r["dist"]) not in done]
+        payload["rows"] = sorted(kept + payload["rows"], key=lambda r: (r["size"], r["dist"]))
+        payload["config"]["sizes"] = sorted({r["size"] for r in payload["rows"]})
+        payload["config"]["merged_from"] = before["config"]
+    (out / "retrieval.json").write_text(json.dumps(payload, indent=2))
+    (out / "retrieval.md").write_text(_markdown(payload))
+    if plot:
+        _plot(payload, out / "retrieval.png")
+    return payload
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    payload = run(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "retrieval.json").write_text(json.dumps(payload, indent=2))
-    md = _markdown(payload)
-    (out / "retrieval.md").write_text(md)
-    _plot(payload, out / "retrieval.png")
-    print(md)
+    if args.merge and (out / "retrieval.json").is_file():  # the rows to keep, read once
+        out.joinpath("retrieval.before.json").write_text((out / "retrieval.json").read_text())
+    payload = run(args, on_row=lambda p: _write(p, out, args.merge, plot=False))
+    payload = _write(payload, out, args.merge, plot=True)
+    out.joinpath("retrieval.before.json").unlink(missing_ok=True)
+    print(_markdown(payload))
     return payload
 
 

@@ -446,3 +446,23 @@ def test_old_format_loads_as_inner_product_and_newer_formats_raise(models, tmp_p
     meta_path.write_text(json.dumps({**meta, "transform": {"kind": "mips-l2", "max_norm2": 1.0}}))
     with pytest.raises(ModelFileError, match="inconsistent transform"):
         ItemIndex.load(tmp_path / "ix")
+
+
+def test_retrieval_benchmark_runs_tiny(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "retrieval.py"
+    spec = importlib.util.spec_from_file_location("bench_retrieval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    payload = bench.main(["--sizes", "3000", "--dim", "8", "--dists", "tail", "--queries", "40",
+                          "--reps", "10", "--out", str(tmp_path)])
+    for ext in ("md", "json", "png"):
+        assert (tmp_path / f"retrieval.{ext}").stat().st_size > 0
+    rows = json.loads((tmp_path / "retrieval.json").read_text())["rows"]
+    assert [r["kind"] for r in rows] == ["flat", "ivf", "hnsw", "ivf-ip", "hnsw-l2"] == [
+        r["kind"] for r in payload["rows"]]
+    assert rows[0]["recall_at_10"] == 1.0 and all(r["recall_at_10"] >= 0.9 for r in rows)
+    assert all(np.isfinite([r["build_s"], r["single_ms"], r["overhead_ms"], r["batch_ms"]]).all()
+               for r in rows)
