@@ -214,6 +214,9 @@ def _neighbourhoods(x: sp.csr_matrix, k: int, n_hubs: int = _HUBS,
         rhs_full = np.zeros((n, n - 1))
         rhs_full[rows, cols - (cols > rows)] = rhs[idx >= 0]
         idx, rhs = np.ascontiguousarray(full, dtype=np.int64), rhs_full
+    # neighbours by ascending position (hubs first, padding last): ordered look-ups in _blocks
+    sort = np.argsort(np.where(idx >= 0, idx, n), axis=1, kind="stable")
+    idx, rhs = np.take_along_axis(idx, sort, 1), np.take_along_axis(rhs, sort, 1)
     g_tail = sp.vstack(tail_rows, format="csr") if tail_rows else \
         sp.csr_matrix((0, n), dtype=np.float32)
     g_tail.sum_duplicates()  # canonical: sorted indices, binary search in _blocks
@@ -221,40 +224,60 @@ def _neighbourhoods(x: sp.csr_matrix, k: int, n_hubs: int = _HUBS,
 
 
 def _blocks(nb: _Neighbourhoods, targets: np.ndarray) -> np.ndarray:  # (c, k, k) float64 G_NN
-    nn = nb.idx[targets]  # (c, k)
+    nn = nb.idx[targets]  # (c, k) positions, ascending (hubs first), -1 padded last
     c, k = nn.shape
     h = nb.g_hubs.shape[0]
     ok = nn >= 0
-    nz = np.maximum(nn, 0)
     is_h = ok & (nn < h)
-    hp = np.where(is_h, nn, 0)  # (c, k) hub position
-    both = is_h[:, :, None] & is_h[:, None, :]
-    out = np.zeros((c, k, k))
-    if h:
-        out = nb.g_hubs.ravel()[hp[:, :, None] * h + hp[:, None, :]].astype(np.float64)
-        out[~both] = 0.0
-    # rows of tail neighbours: look their Gram rows up at the neighbourhood's columns
+    out = np.zeros(c * k * k)  # flat (c, k, k)
+    n_hub = is_h.sum(1)  # (c,) hub slots come first in each row
+    if n_hub.any():  # hub-hub pairs from the dense hub block
+        tt, ii, jj = np.nonzero(is_h[:, :, None] & is_h[:, None, :])
+        out[(tt * k + ii) * k + jj] = nb.g_hubs[nn[tt, ii], nn[tt, jj]]
+    # pairs with a tail item: the tail item's Gram row at the other item (tail-tail once, j > i)
     t, i = np.nonzero(ok & ~is_h)  # (m,) target in chunk, slot of a tail neighbour
     if t.size:
-        rows = np.repeat(nn[t, i] - h, k)  # (m·k,)
-        vals = np.asarray(nb.g_tail[rows, nz[t].ravel()]).reshape(t.size, k)  # (m, k)
-        out[t, i] = vals * ok[t]
-        # hub rows at tail columns: the mirror of the tail rows
-        mirror = is_h[:, :, None] & (ok & ~is_h)[:, None, :]  # (c, k, k)
-        out = np.where(mirror, out.transpose(0, 2, 1), out)
-    diag = np.where(ok, nb.counts[nz], 1.0)  # padded slots: identity
+        by_row = np.argsort(nn[t, i], kind="stable")  # the same Gram row queried together
+        t, i = t[by_row], i[by_row]
+        j = np.arange(k)
+        q, jj = np.nonzero(ok[t] & ((j < n_hub[t, None]) | (j > i[:, None])))  # (Q,)
+        tq, iq = t[q], i[q]
+        flat = nn.ravel()
+        vals = np.asarray(nb.g_tail[flat[tq * k + iq] - h, flat[tq * k + jj]]).ravel()
+        out[(tq * k + iq) * k + jj] = vals
+        out[(tq * k + jj) * k + iq] = vals
+    out = out.reshape(c, k, k)
+    diag = np.where(ok, nb.counts[np.maximum(nn, 0)], 1.0)  # padded slots: identity
     out[:, np.arange(k), np.arange(k)] = diag
     return out
 
 
-def _solve(nb: _Neighbourhoods, l2s: Sequence[float], chunk: int = 512) -> list[np.ndarray]:
+def _chunks(nb: _Neighbourhoods, targets: np.ndarray, max_floats: int = 1 << 25
+            ) -> list[np.ndarray]:
+    """Targets in chunks whose tail look-ups number ≥ a tenth of `g_tail`'s nonzeros (SciPy
+    then binary-searches the rows instead of scanning them) and whose blocks fit `max_floats`."""
+    k = nb.idx.shape[1]
+    h = nb.g_hubs.shape[0]
+    nn = nb.idx[targets]
+    tail = (nn >= h).sum(1).astype(np.float64)
+    hub = ((nn >= 0) & (nn < h)).sum(1)
+    queries = np.cumsum(tail * hub + tail * (tail - 1) / 2)  # (T,) as in _blocks
+    total = float(queries[-1]) if queries.size else 0.0
+    by_queries = int(total // (0.12 * max(nb.g_tail.nnz, 1))) or 1
+    by_memory = -(-targets.size * k * k // max_floats)
+    n_chunks = max(1, min(by_queries, targets.size), by_memory)
+    cuts = np.searchsorted(queries, total * np.arange(1, n_chunks) / n_chunks)
+    if by_memory > by_queries:  # memory binds: equal numbers of targets
+        cuts = np.arange(1, n_chunks) * targets.size // n_chunks
+    return [c for c in np.split(targets, cuts) if c.size]
+
+
+def _solve(nb: _Neighbourhoods, l2s: Sequence[float]) -> list[np.ndarray]:
     """Per λ, (n, k) float32 weights of every target's neighbours (0 where padded)."""
     n, k = nb.idx.shape
     out = [np.zeros((n, k), np.float32) for _ in l2s]
-    has = np.flatnonzero(nb.rhs.any(1))  # items with at least one co-occurring item
     diag = np.arange(k)
-    for s in range(0, has.size, chunk):
-        t = has[s:s + chunk]
+    for t in _chunks(nb, np.flatnonzero(nb.rhs.any(1))):  # targets with co-occurring items
         g = _blocks(nb, t)  # (c, k, k)
         rhs = nb.rhs[t][:, :, None]  # (c, k, 1)
         base = g[:, diag, diag].copy()  # (c, k)
