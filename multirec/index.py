@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,14 @@ __all__ = ["ItemIndex", "KINDS", "item_vectors", "mips_transform"]
 
 
 # ====================================================================== model adapter
-# The only places that reach into the model's internals (private helpers of model.py and
-# io.py). Kept together so that they can be switched to a public `multirec.scoring` API.
+# Everything this module needs from a fitted model, in one place: its public scoring API
+# (`model.scorer_`, a `multirec.scoring.Scorer`: retrieval head, queries, item-item scores,
+# calibration) and the catalogue helpers. `_item_item_term` is the one line that still knows
+# the tower layout (`ii_scale`, `memory`); io's `_sha256` is its alias kept for this module.
+from .catalogue import history_matrix, ids_with_pad  # noqa: E402
 from .io import _sha256, atomic_directory  # noqa: E402
-from .model import _binary, _ids_with_pad, _topk  # noqa: E402
+from .ranking import topk  # noqa: E402
+from .scoring import binary  # noqa: E402
 
 
 def _check_fitted(model: Any) -> None:
@@ -81,18 +86,34 @@ def _check_fitted(model: Any) -> None:
     model._check_fitted()  # NotFittedError that says to call fit() / from_pretrained()
 
 
-def _items_out(model: Any) -> tuple[Any, torch.Tensor]:
-    """Item-tower output (.h, .cf, .bias, .memory) and context vectors of the whole catalogue."""
-    return model._items_out()
+def _head(model: Any, rows: np.ndarray | None = None) -> np.ndarray:  # (N, D) float32
+    """Item side of the retrieval head: `[h_i, s·cf_i, b_i + b]` (all items or `rows`)."""
+    return np.ascontiguousarray(model.scorer_.retrieval_head(rows).items, dtype=np.float32)
 
 
-def _user_vectors(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
-                  ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d + k [+ n_items]), (B,)
-    return model._user_vectors(users, bag)
+def _catalogue_token(model: Any) -> Any:
+    """An object that is replaced whenever the model's catalogue vectors change (its cache)."""
+    return model.scorer_.catalogue()[0]
 
 
-def _history_matrix(model: Any, histories: Sequence[Sequence[Any]]) -> sp.csr_matrix:
-    return model._history_matrix(histories)  # (B, n_items)
+def _user_queries(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
+                  ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) float32
+    """Query side `[h_u, cf_u, 1]` and user biases; `users=None`: fold-in from `bag`."""
+    return model.scorer_.queries(users, bag)
+
+
+def _item_item_term(model: Any, bag: sp.csr_matrix) -> np.ndarray | None:  # (B, n_items)
+    """`t·ii_ui·memory_i` of the raw logit, or None for models without the item-item term."""
+    ii = model.scorer_.item_item_scores(bag)
+    if ii is None:
+        return None
+    out, _ = model.scorer_.catalogue()
+    with torch.no_grad():
+        return (model.network.ii_scale * ii * out.memory).float().cpu().numpy()
+
+
+def _calibrate(model: Any, raw: np.ndarray) -> np.ndarray:
+    return model.scorer_.calibrate(raw)  # a·raw + c, a > 0: ranks unchanged
 
 
 # ====================================================================== constants
@@ -127,30 +148,13 @@ def _check_int(name: str, value: Any, low: int) -> None:
         raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
 
 
-def _uses_cf(net: Any) -> bool:
-    return bool(net.cf_user.shape[1]) and bool(net.use_user_cf)
-
-
-def _uses_item_item(net: Any) -> bool:
-    return bool(getattr(net, "use_item_item", False))
-
-
 def item_vectors(model: Any, rows: np.ndarray | None = None) -> np.ndarray:  # (N, D) float32
     """Item vectors `x_i = [h_i, s·cf_i, b_i + b]` of a fitted model (all items, or `rows`).
 
     `⟨[h_u, cf_u, 1], x_i⟩ + b_u` is the model's logit (without the item-item term).
     """
     _check_fitted(model)
-    net = model.network
-    out, _ = _items_out(model)
-    sel = slice(None) if rows is None else torch.as_tensor(np.asarray(rows, np.int64), device=out.h.device)
-    with torch.no_grad():
-        parts = [out.h[sel]]  # (N, d)
-        if _uses_cf(net):
-            parts.append(net.cf_scale * out.cf[sel])  # (N, k)
-        parts.append((out.bias[sel] + net.global_bias).unsqueeze(1))  # (N, 1)
-        x = torch.cat(parts, dim=1)
-    return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+    return _head(model, None if rows is None else np.asarray(rows, np.int64))
 
 
 def mips_transform(vectors: np.ndarray) -> tuple[np.ndarray, float]:  # (N, D + 1), M²
@@ -166,22 +170,6 @@ def mips_transform(vectors: np.ndarray) -> tuple[np.ndarray, float]:  # (N, D + 
     out[:, :-1] = x
     out[:, -1] = np.sqrt(np.maximum(m2 - norm2, 0.0))
     return out, m2
-
-
-def _user_parts(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
-                ) -> tuple[torch.Tensor, torch.Tensor]:  # (B, d + k [+ n_items]), (B,)
-    """User-tower output and biases for one batch (`users` None: fold-in from `bag`)."""
-    net = model.network
-    if _uses_item_item(net):  # the item-item scores need the whole bag anyway
-        return _user_vectors(model, users, bag)
-    # only the columns the batch interacted with: O(nnz) instead of O(B × n_items)
-    _, ctx = _items_out(model)
-    cols = np.unique(bag.indices).astype(np.int64)
-    dev = model.device
-    with torch.no_grad():
-        dense = torch.from_numpy(bag[:, cols].toarray().astype(np.float32)).to(dev)  # (B, c)
-        u = None if users is None else torch.from_numpy(np.asarray(users, np.int64)).to(dev)
-        return net.users(u, dense, ctx[torch.from_numpy(cols).to(dev)])
 
 
 def _grid(low: int, high: int) -> list[int]:
@@ -213,6 +201,7 @@ class ItemIndex:
                  vectors: np.ndarray | None = None) -> None:
         self._index, self._kind, self._params = index, kind, dict(params)
         self._check = check  # (rows, vectors) sampled at build time
+        self._checked: Any = None  # weakref to the model catalogue last found to match
         self._transform = bool(self._params.get("transform", False))
         # (N, D) exact item vectors for rescoring a transformed index (a view, no copy)
         self._vectors = vectors
@@ -572,31 +561,36 @@ class ItemIndex:
         elif ii is None:
             idx, logits = self.search(q, n, exclude, bias=bu)
         else:
-            idx, logits = self._rank_with_item_item(item_vectors(model), q, bu, ii, exclude, n)
+            x_all = self._vectors if self._vectors is not None else _head(model)
+            idx, logits = self._rank_with_item_item(x_all, q, bu, ii, exclude, n)
         idx, logits = idx[:, :min(n, n_items)], logits[:, :min(n, n_items)]  # as model.recommend
-        ids = _ids_with_pad(model.item_map_, idx)
-        net = model.network  # the model's probability calibration (monotone: ranks unchanged)
-        logits = logits * float(net.logit_scale) + float(net.logit_shift)
+        ids = ids_with_pad(model.item_map_, idx)
+        logits = _calibrate(model, logits)  # the model's probability calibration
         with np.errstate(over="ignore"):
             probs = np.where(np.isfinite(logits), 1.0 / (1.0 + np.exp(-logits)), np.nan)
         return (ids[0], probs[0]) if scalar else (ids, probs)
 
     def _check_model(self, model: Any) -> None:
-        """The model is fitted and its item vectors are the ones indexed."""
+        """The model is fitted and its item vectors are the ones indexed (compared once per
+        model catalogue: the check is skipped while the model's cached catalogue is the same)."""
         _check_fitted(model)
-        net = model.network
-        expected = net.dim + (net.cf_user.shape[1] if _uses_cf(net) else 0) + 1
-        if self.dim != expected or len(self) != net.n_items:
+        token = _catalogue_token(model)
+        if self._checked is not None and self._checked() is token:
+            return
+        n_items = model.network.n_items
+        x = _head(model) if n_items == len(self) else None
+        dim = None if x is None else x.shape[1]
+        if x is None or dim != self.dim:
             raise ConfigError(
                 f"this index ({len(self)} items, dim {self.dim}) does not match the model "
-                f"({net.n_items} items, dim {expected}); rebuild it with ItemIndex.build(model) "
-                "after fit() or add_items()")
+                f"({n_items} items{'' if dim is None else f', dim {dim}'}); rebuild it with "
+                "ItemIndex.build(model) after fit() or add_items()")
         if self._check is not None:
             rows, want = self._check
-            got = item_vectors(model, rows)
-            if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+            if not np.allclose(x[rows], want, rtol=1e-4, atol=1e-5):
                 raise ConfigError("the model's item vectors changed since this index was built "
                                   "(fit() or add_items()?); rebuild it with ItemIndex.build(model)")
+        self._checked = weakref.ref(token)
 
     def _queries(self, model: Any, raw: list[Any], history: Mapping[Any, Sequence[Any]] | None,
                  with_seen: bool) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, np.ndarray | None]:
@@ -607,39 +601,30 @@ class ItemIndex:
         unknown = [u for u, k in zip(raw, known) if not k and u not in history]
         if unknown:
             model.user_map_.index(unknown)  # raises UnknownIDError with a helpful message
-        net = model.network
-        n_items, k = net.n_items, net.cf_user.shape[1]
-        use_ii = _uses_item_item(net)
+        n_items = model.network.n_items
         b = len(raw)
         q = np.zeros((b, self.dim), np.float32)
-        q[:, -1] = 1.0
         bu = np.zeros(b, np.float32)
-        ii = np.zeros((b, n_items), np.float32) if use_ii else None
+        ii: np.ndarray | None = None
         bags: list[sp.csr_matrix] = []
         order = []
-        step = max(1, min(1024, _DENSE_BUDGET // max(n_items, 1))) if use_ii else 1024
+        step = max(1, min(1024, _DENSE_BUDGET // max(n_items, 1)))
         kn, new = np.flatnonzero(known), np.flatnonzero(~known)
         groups = []
         if kn.size:
             uidx = model.user_map_.index([raw[i] for i in kn])
             groups.append((kn, uidx, model.user_items_[uidx]))
         if new.size:
-            groups.append((new, None, _binary(_history_matrix(model, [history[raw[i]] for i in new]))))
-        memory = None
-        if use_ii:
-            out, _ = _items_out(model)
-            memory = (net.ii_scale.detach() * out.memory).cpu().numpy()[None, :]  # (1, n_items)
+            groups.append((new, None, binary(history_matrix(model, [history[raw[i]] for i in new]))))
         for pos, uidx, bag in groups:
             for s in range(0, len(pos), step):
-                hu, b_u = _user_parts(model, None if uidx is None else uidx[s:s + step], bag[s:s + step])
-                hu, b_u = hu.detach().cpu().numpy(), b_u.detach().cpu().numpy()
-                rows = pos[s:s + step]
-                q[rows, :net.dim] = hu[:, :net.dim]
-                if _uses_cf(net):
-                    q[rows, net.dim:net.dim + k] = hu[:, net.dim:net.dim + k]
-                if use_ii:
-                    ii[rows] = hu[:, net.dim + k:] * memory
-                bu[rows] = b_u
+                rows, sub = pos[s:s + step], bag[s:s + step]
+                q[rows], bu[rows] = _user_queries(model, None if uidx is None else uidx[s:s + step], sub)
+                term = _item_item_term(model, sub)  # (r, n_items) or None
+                if term is not None:
+                    if ii is None:
+                        ii = np.zeros((b, n_items), np.float32)
+                    ii[rows] = term
             if with_seen:
                 bags.append(bag)
                 order.append(pos)
@@ -654,11 +639,11 @@ class ItemIndex:
                          ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-`n` among the item indices `cand` (no index needed)."""
         cand = np.unique(np.asarray(cand, np.int64))
-        logits = q.astype(np.float64) @ item_vectors(model, cand).astype(np.float64).T + bu[:, None]
+        logits = q.astype(np.float64) @ _head(model, cand).astype(np.float64).T + bu[:, None]
         if ii is not None:
             logits = logits + ii[:, cand]
         sub = None if exclude is None else sp.csr_matrix(exclude)[:, cand]
-        pos, val = _topk(logits, sub, None, n)
+        pos, val = topk(logits, n, exclude=sub)
         idx = np.where(pos >= 0, cand[np.maximum(pos, 0)], -1)
         return _pad(idx, val, n)
 
@@ -682,7 +667,7 @@ class ItemIndex:
         while todo.size:
             sub_ex = None if exclude is None else sp.csr_matrix(exclude)[todo]
             f_idx, f_val = self.search(q[todo], k, sub_ex)  # (r, k) by ⟨q, x⟩
-            g_idx, g_val = _topk(g[todo], None, None, k)  # (r, k) by the item-item score
+            g_idx, g_val = topk(g[todo], k, masked=True)  # (r, k) by the item-item score
             pool = np.concatenate([f_idx, g_idx], axis=1)  # (r, 2k), -1 = none
             pool = np.sort(pool, axis=1)
             dup = np.zeros_like(pool, dtype=bool)
@@ -694,7 +679,7 @@ class ItemIndex:
             for s in range(0, len(todo), step):  # + ⟨q, x⟩ in blocks of bounded memory
                 total[s:s + step] += np.einsum("rd,rkd->rk", xq[s:s + step], x_all[safe[s:s + step]])
             total[(pool < 0) | dup] = -np.inf
-            top_pos, top_val = _topk(total, None, None, n)
+            top_pos, top_val = topk(total, n, masked=True)
             top_idx = np.where(top_pos >= 0, np.take_along_axis(pool, np.maximum(top_pos, 0), 1), -1)
             top_idx, top_val = _pad(top_idx, top_val, n)
             # bound on any item outside both pools (-inf where a pool holds every eligible item)
