@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from multirec.data import InteractionData
 from multirec.errors import ConfigError, DataError, NotFittedError
 
-__all__ = ["ImplicitALS", "ImplicitBPR", "CornacVBPR", "bpr_fold_in", "require", "thread_limit"]
+__all__ = ["ImplicitALS", "ImplicitBPR", "CornacVBPR", "UijSampler", "bpr_fold_in", "require", "thread_limit"]
 
 
 def require(module: str, package: str) -> Any:
@@ -200,6 +200,38 @@ class ImplicitBPR(_Factors):
         return bpr_fold_in(self.item_factors_, self.item_bias_, history, self.regularization)
 
 
+class UijSampler:
+    """cornac's `Dataset.uij_iter` (uniform negatives, resampled while the user has them), with
+    numpy instead of a Python loop per triplet: VBPR's epochs were dominated by sampling."""
+
+    def __init__(self, train_set: Any, seed: int) -> None:
+        u, i = (np.asarray(a, np.int64) for a in train_set.uir_tuple[:2])
+        self.users, self.items, self.n_items = u, i, int(train_set.num_items)
+        self.known = np.unique(u * self.n_items + i)  # sorted codes of the positive pairs
+        self.rng = np.random.default_rng(seed)
+
+    def _is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        codes = users * self.n_items + items
+        pos = np.searchsorted(self.known, codes).clip(max=len(self.known) - 1)
+        return self.known[pos] == codes
+
+    def __call__(self, batch_size: int = 1, shuffle: bool = False, neg_sampling: str = "uniform"):
+        if neg_sampling.lower() != "uniform":
+            raise DataError(f"only uniform negative sampling is vectorised, got {neg_sampling!r}")
+        order = self.rng.permutation(len(self.users)) if shuffle else np.arange(len(self.users))
+        for start in range(0, len(order), batch_size):
+            ids = order[start:start + batch_size]
+            users, pos = self.users[ids], self.items[ids]
+            neg = self.rng.integers(0, self.n_items, len(ids))
+            bad = self._is_positive(users, neg)
+            for _ in range(100):  # resample the negatives the user has consumed
+                if not bad.any():
+                    break
+                neg[bad] = self.rng.integers(0, self.n_items, int(bad.sum()))
+                bad = self._is_positive(users, neg)
+            yield users, pos, neg
+
+
 class CornacVBPR(_Factors):
     """cornac's VBPR with `data.content[modality]` vectors as the item "visual" features.
 
@@ -244,6 +276,7 @@ class CornacVBPR(_Factors):
         order_i = np.array(list(train_set.iid_map.values()))
         item_image = cornac.data.ImageModality(features=feats[iidx[np.argsort(order_i)]])
         train_set.add_modalities(item_image=item_image)
+        train_set.uij_iter = UijSampler(train_set, self.seed)  # same sampling, vectorised
         self.model_ = VBPR(k=self.k, k2=self.k2, n_epochs=self.n_epochs, batch_size=self.batch_size,
                            learning_rate=self.learning_rate, lambda_w=self.lambda_w,
                            lambda_b=self.lambda_b, lambda_e=self.lambda_e, use_gpu=False,

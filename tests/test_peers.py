@@ -146,3 +146,17 @@ def test_missing_package_raises_config_error_naming_the_install(monkeypatch, dat
     monkeypatch.setitem(sys.modules, "implicit.cpu.als", None)  # import now fails
     with pytest.raises(ConfigError, match="pip install 'implicit>=0.7'"):
         peers.ImplicitALS().fit(data)
+
+
+def test_vbpr_sampler_never_draws_a_positive_and_is_seeded(data):
+    cornac = pytest.importorskip("cornac")
+    x = data.to_csr().tocoo()
+    train_set = cornac.data.Dataset.build([(str(u), str(i), 1.0) for u, i in zip(x.row, x.col)],
+                                          fmt="UIR", seed=0)
+    pos = {(int(u), int(i)) for u, i in zip(*train_set.uir_tuple[:2])}
+    a = list(peers.UijSampler(train_set, 3)(64, shuffle=True))
+    b = list(peers.UijSampler(train_set, 3)(64, shuffle=True))
+    assert sum(len(u) for u, _, _ in a) == len(pos)  # one epoch = every positive once
+    assert {(int(u), int(i)) for u_, i_, _ in a for u, i in zip(u_, i_)} == pos
+    assert all((int(u), int(j)) not in pos for u_, _, j_ in a for u, j in zip(u_, j_))
+    assert all(np.array_equal(p, q) for x_, y_ in zip(a, b) for p, q in zip(x_, y_))
