@@ -42,6 +42,7 @@ import torch
 
 from encoders import Encoder, EncoderInputError, get_encoder, register_encoder
 from multirec import InteractionData, MultimodalRecommender
+from multirec.io import read_config
 from multirec.utils import torch_threads
 
 GENRES = ["jazz", "drama", "science", "comedy"]
@@ -160,8 +161,8 @@ def run(args: argparse.Namespace, out: Path) -> int:
         print(f"  {u}: " + ", ".join(f"{i} ({s:.3f})" for i, s in zip(row, p)))
 
     # 3. save, load by name, compare; then a new item from metadata only in both models
-    model.save_pretrained(out / "model")
-    saved = json.loads((out / "model" / "config.json").read_text())
+    model.save_pretrained(out / "model", overwrite=True)  # replaces only a previous save
+    saved = read_config(out / "model")
     print(f"\nsaved to {out / 'model'}; encoder configs: {_find_encoders(saved)}")
     loaded = MultimodalRecommender.from_pretrained(out / "model")
     ids2, scores2 = loaded.recommend(users, n=5)

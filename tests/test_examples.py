@@ -17,6 +17,8 @@ from types import ModuleType
 import pandas as pd
 import pytest
 
+from multirec.io import read_config
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = ["--small", "--threads", "1"]  # one torch thread: tiny models, shared CPUs
 
@@ -129,7 +131,7 @@ def test_custom_encoder_roundtrip_and_determinism(tmp_path, capsys):
     res = json.loads((tmp_path / "a" / "results.json").read_text())
     assert res["identical"] and res["before"] == res["after"] and "IDENTICAL True" in out
     assert res["encoder"]["name"] == "metadata"
-    config = json.loads((tmp_path / "a" / "model" / "config.json").read_text())
+    config = read_config(tmp_path / "a" / "model")  # checksums verified
     assert '"name": "metadata"' in json.dumps(config)
     _run("custom_encoder", [*FAST, "--out", str(tmp_path / "b")], capsys)
     again = json.loads((tmp_path / "b" / "results.json").read_text())
