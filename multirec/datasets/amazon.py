@@ -33,7 +33,7 @@ from ..data import InteractionData
 from ..errors import DataError, DatasetError
 from .checks import check_bool, check_int, check_number
 from .download import Source, locate
-from .tables import PARSE_ERRORS, k_core_mask
+from .tables import PARSE_ERRORS, interactions, k_core_mask
 
 __all__ = ["Amazon", "load", "sources", "BASE_URL", "DEFAULT_CATEGORY"]
 
@@ -179,10 +179,8 @@ def load(category: str | None = None, data_dir: str | os.PathLike | None = None,
         meta = meta[meta["item"].isin(set(catalogue))]
 
     with_text = meta[meta["text"].notna()]
-    data = InteractionData.from_arrays(
-        reviews["user"].to_numpy(), reviews["item"].to_numpy(), reviews["rating"].to_numpy(),
-        timestamps=reviews["timestamp"].to_numpy(), rating_threshold=min_rating,
-        binary=min_rating is not None, item_ids=catalogue,
+    data = interactions(
+        reviews, weight="rating", time="timestamp", binary=min_rating is not None, item_ids=catalogue,
         item_content={"text": dict(zip(with_text["item"], with_text["text"])),
                       "tags": {i: c + ([s] if s else []) or None
                                for i, c, s in zip(meta["item"], meta["categories"], meta["store"])}},

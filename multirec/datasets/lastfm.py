@@ -29,7 +29,7 @@ from ..data import InteractionData
 from ..errors import DatasetError
 from .checks import check_bool, check_int, check_number
 from .download import Source, locate
-from .tables import parsing, ranked_tags
+from .tables import interactions, parsing, ranked_tags
 
 __all__ = ["LastFM", "load", "SOURCE"]
 
@@ -138,9 +138,8 @@ def load(name: str | None = None, data_dir: str | os.PathLike | None = None, *, 
         name, top = names.get(item), item_tags.get(item, [])[:text_tags]
         if name:
             text[item] = f"{name}. Tags: {', '.join(top)}" if top else name
-    data = InteractionData.from_arrays(
-        plays["user"].to_numpy(), plays["item"].to_numpy(), plays["weight"].to_numpy(float),
-        rating_threshold=min_plays, binary=binary,
+    data = interactions(
+        plays, weight="weight", min_weight=min_plays, binary=binary,
         user_ids=list(dict.fromkeys(plays["user"])), item_ids=catalogue,
         item_content={"text": text, "tags": item_tags},
         item_features={i: [f"tag:{t}" for t in tags] for i, tags in item_tags.items()})

@@ -25,7 +25,7 @@ from ..data import InteractionData
 from ..errors import DatasetError
 from .checks import check_int, check_number
 from .download import Source, locate
-from .tables import parsing, ranked_tags
+from .tables import interactions, parsing, ranked_tags
 
 __all__ = ["MovieLens", "load", "SETS"]
 
@@ -220,9 +220,8 @@ def load(name: str = "ml-100k", data_dir: str | os.PathLike | None = None, *,
     item_features = {
         i: [f"genre:{g}" for g in genres] + ([] if pd.isna(y) else [f"decade:{int(y) // 10 * 10}"])
         for i, genres, y in zip(items["item"], items["genres"], items["year"])}
-    data = InteractionData.from_arrays(
-        ratings["user"].to_numpy(), ratings["item"].to_numpy(), ratings["rating"].to_numpy(float),
-        timestamps=ratings["timestamp"].to_numpy(float), rating_threshold=min_rating,
+    data = interactions(
+        ratings, weight="rating", time="timestamp", min_weight=min_rating,
         binary=min_rating is not None, user_ids=users["user"].tolist(), item_ids=items["item"].tolist(),
         item_content={"text": dict(zip(items["item"], items["text"])),
                       "tags": dict(zip(items["item"], items["tags"]))},
