@@ -26,7 +26,7 @@ metadata is missing for a good share of the items. `make_longtail` generates tha
 
     ds = make_longtail(n_users=10_000, n_items=20_000, seed=0)
     ds.data                       # InteractionData: content {"text", "tags"}, item_features "tag:…"
-    ds.true_scores([0, 1])        # (2, n_items) exact log-probabilities of the generator
+    ds.true_scores([0, 1])        # (2, n_items) log-probability of each item in one event draw
 """
 
 from __future__ import annotations
