@@ -57,7 +57,9 @@ def test_readme_quickstart_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "README-quickstart", "exec"), namespace)  # noqa: S102
-    assert (tmp_path / "my-model" / "model.safetensors").is_file()
+    from multirec.io import read_config
+
+    assert read_config(tmp_path / "my-model")["format"] == "multirec.MultimodalRecommender"
     ids, _ = namespace["ids"], namespace["scores"]
     assert ids.shape == (2, 5)
 
