@@ -427,9 +427,9 @@ class ItemIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if not self._transform:
             return q
-        norm = np.sqrt(np.einsum("bd,bd->b", q, q))  # (B,)
         out = np.zeros((len(q), self._dim + 1), np.float32)
-        out[:, :-1] = q * (self._scale / np.maximum(norm, 1e-30))[:, None]
+        norm = np.linalg.norm(q, axis=1, keepdims=True)  # (B, 1)
+        np.multiply(q, self._scale / np.maximum(norm, 1e-30), out=out[:, :-1])
         return out
 
     def _raw_search(self, q: np.ndarray, k: int, ef: int | None = None
@@ -441,10 +441,11 @@ class ItemIndex:
         dist, found = self._index.search(self.faiss_queries(q), k, **kw)  # (B, k), best first
         if self._transform:  # exact inner products of the found items, re-sorted
             safe = np.maximum(found, 0)
-            dist = np.einsum("bd,bkd->bk", q, self._vectors[safe])  # (B, k)
+            dist = np.matmul(self._vectors[safe], q[:, :, None])[..., 0]  # (B, k, D) @ (B, D, 1)
             dist[found < 0] = -np.inf
-            order = np.argsort(-dist, axis=1, kind="stable")
-            dist, found = np.take_along_axis(dist, order, 1), np.take_along_axis(found, order, 1)
+            if (dist[:, 1:] > dist[:, :-1]).any():  # float ties between L2 and IP order
+                order = np.argsort(-dist, axis=1, kind="stable")
+                dist, found = np.take_along_axis(dist, order, 1), np.take_along_axis(found, order, 1)
         else:
             dist[found < 0] = -np.inf
         return dist, found
