@@ -351,7 +351,8 @@ def build_rows(args: argparse.Namespace, dim: int | None, tuning: dict) -> list[
         no_components=32, learning_rate=0.05, seed=seed, num_threads=th, use_item_features=feats, **kw)
     text = {"text": {"name": "precomputed", "dim": dim}} if dim else {}
     mr = dict(show_progress=False)
-    vbpr_epochs = 3 if quick else 20
+    # VBPR: batch 1024 / lr 0.003 / 20 epochs measured 0.254 vs 0.234 at lr 0.01 (ml-100k warm)
+    vbpr = dict(n_epochs=3) if quick else dict(n_epochs=20, batch_size=1024, learning_rate=0.003)
 
     def multirec(**kw: Any) -> Callable[[InteractionData, int], Any]:
         """Defaults, except LightFM's thread count (= --threads) where the row uses LightFM."""
@@ -377,7 +378,7 @@ def build_rows(args: argparse.Namespace, dim: int | None, tuning: dict) -> list[
             factors=64, seed=seed, num_threads=th, **kw)), protocols=("warm", "cold-user"),
             needs=("implicit",)),
         Row("cornac VBPR (MiniLM text)", lambda tr, s: peers.CornacVBPR(
-            k=32, k2=32, n_epochs=vbpr_epochs, seed=s), needs=("text", "cornac")),
+            k=32, k2=32, seed=s, **vbpr), needs=("text", "cornac")),
         Row("multirec CF-only", multirec(), family="multirec"),
         Row("multirec text-only (MiniLM)", multirec(encoders=text, cf=False, use_id_embeddings=False,
                                                     item_item=False), family="multirec", needs=("text",)),
