@@ -166,7 +166,7 @@ def run(args: argparse.Namespace, on_row=None) -> dict[str, Any]:
             for name, kind, kw in kinds:
                 if kind == "hnsw" and n > args.hnsw_up_to:
                     continue
-                row = {"size": n, "dist": dist, "dim": int(x.shape[1]),
+                row = {"size": n, "dist": dist, "dim": int(x.shape[1]), "threads": args.threads,
                        **_measure(name, kind, kw, x, q, truth, args.reps, args.threads, calib)}
                 row["exact_batch_ms"] = round(exact_ms, 2)
                 payload["rows"].append(row)
@@ -184,7 +184,8 @@ _HEAD = ("| size | dist | kind | build s (cpu s) | recall@10 | 1 query ms (cpu m
 
 def _line(r: dict[str, Any]) -> str:
     p = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k != "transform")
-    return (f"| {r['size']:,} | {r['dist']} | {r['kind']} | {r['build_s']:.1f} ({r['build_cpu_s']:.1f}) "
+    kind = r["kind"] + (f" ({r['threads']} threads)" if r.get("threads", 1) != 1 else "")
+    return (f"| {r['size']:,} | {r['dist']} | {kind} | {r['build_s']:.1f} ({r['build_cpu_s']:.1f}) "
             f"| {r['recall_at_10']:.3f} | {r['single_ms']:.3f} ({r['single_cpu_ms']:.3f}) "
             f"| {r['raw_single_cpu_ms']:.3f} | {r['overhead_ms']:+.3f} | {r['batch_ms']:.1f} | {p} |")
 
