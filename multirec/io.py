@@ -185,7 +185,8 @@ def _network_spec(net: TwoTowerNetwork, model: Any) -> dict[str, Any]:
 
 
 def _portable(config: dict[str, Any], root: Path) -> dict[str, Any]:
-    """An encoder config whose local paths inside `root` are written as "./relative"."""
+    """An encoder config whose existing local paths are written as "./relative" when inside
+    `root`, else absolute (a relative path would mean another folder on load)."""
     out = dict(config)
     base = Path(os.path.abspath(root))
     for key, value in config.items():
@@ -194,6 +195,8 @@ def _portable(config: dict[str, Any], root: Path) -> dict[str, Any]:
         path = Path(os.path.abspath(value))
         if path != base and path.is_relative_to(base):
             out[key] = "./" + path.relative_to(base).as_posix()
+        elif _is_local(key, value) or value.startswith("./"):
+            out[key] = str(path)
     return out
 
 

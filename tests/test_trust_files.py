@@ -297,7 +297,7 @@ def test_cache_and_checkpoint_dirs_are_not_taken_from_the_file(saved, tmp_path):
     assert again.cache_dir == str(mine)
 
 
-def test_encoder_paths_outside_need_encoder_paths(tmp_path, opened):
+def test_encoder_paths_outside_need_encoder_paths(tmp_path, opened, monkeypatch):
     vocab = tmp_path / "outside" / "vocab"
     vocab.mkdir(parents=True)
     model = _fit({"text": PathHashEncoder(vocab_path=str(vocab))})
@@ -316,6 +316,12 @@ def test_encoder_paths_outside_need_encoder_paths(tmp_path, opened):
     with pytest.raises(ConfigError, match="nope.*does not exist"):
         MultimodalRecommender.from_pretrained(tmp_path / "m",
                                               encoder_paths={"text": tmp_path / "nope"})
+    # a relative path is saved absolute (on load it is not resolved against the working dir)
+    monkeypatch.chdir(tmp_path)
+    rel = _fit({"text": PathHashEncoder(vocab_path="outside/vocab")})
+    rel.save_pretrained(tmp_path / "rel")
+    config = json.loads((_version(tmp_path / "rel") / "config.json").read_text())
+    assert config["model"]["encoders"]["text"]["vocab_path"] == str(vocab)
     # a path inside the model folder is saved relative to it and found there after a move
     inside = tmp_path / "m2" / "vocab"
     model2 = _fit({"text": PathHashEncoder(vocab_path=str(inside))})
