@@ -390,8 +390,31 @@ class Encoder(nn.Module):
         cache: EmbeddingCache | str | os.PathLike | None = None,
         keys: Iterable[str] | None = None,
         show_progress: bool = True,
+        shard: bool = False,
     ) -> torch.Tensor:  # (N, dim)
-        """Encode every item in batches; returns a float32 CPU tensor (N, dim)."""
+        """Encode every item in batches; returns a float32 CPU tensor (N, dim) in input order.
+
+        `shard=True` under `torch.distributed` (e.g. `torchrun`, world size > 1): each rank
+        encodes every world-th item into `cache` (a directory all ranks share), all ranks
+        wait at a barrier, then each reads every vector back from the cache. Every rank
+        must call it with the same items. Outside a process group it changes nothing.
+        """
+        import torch.distributed as dist
+
+        if shard and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            if cache is None:
+                raise EncoderConfigError(
+                    "encode_all(shard=True) needs cache= a directory every rank can read; the "
+                    "ranks exchange their vectors through it"
+                )
+            items, keys = list(items), None if keys is None else list(keys)
+            rank, world = dist.get_rank(), dist.get_world_size()
+            mine = items[rank::world]
+            for _ in self.encode_iter(mine, batch_size, cache=cache,
+                                      keys=None if keys is None else keys[rank::world],
+                                      show_progress=show_progress and rank == 0):
+                pass
+            dist.barrier()
         chunks = list(self.encode_iter(items, batch_size, cache=cache, keys=keys,
                                        show_progress=show_progress))
         if not chunks:

@@ -257,6 +257,14 @@ class TagEncoder(Encoder):
             out = out + inputs["counts"].to(out.dtype)[:, None] * self.count_vector[None]  # (B, dim)
         return out
 
+    def encode_all(self, items: Iterable[Any], batch_size: int = 32, **kwargs: Any) -> torch.Tensor:
+        """As `Encoder.encode_all`; without a vocabulary yet, builds it from all `items` first
+        (before any sharding across ranks, so every rank gets the same vocabulary)."""
+        if not self.fitted:
+            items = list(items)
+            self.fit_vocabulary(items)
+        return super().encode_all(items, batch_size, **kwargs)
+
     def encode_iter(self, items: Iterable[Any], batch_size: int = 32,
                     **kwargs: Any) -> Iterator[torch.Tensor]:
         """As `Encoder.encode_iter`; without a vocabulary yet, builds it from all `items` first."""

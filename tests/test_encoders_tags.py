@@ -210,3 +210,35 @@ def test_config_typo_names_the_encoder_the_key_and_the_valid_keys(name, typo, va
     assert "Valid options:" in msg and "device" in msg
     with pytest.raises(EncoderConfigError, match=repr(typo)):
         Encoder.from_config({"name": name, typo: 1})
+
+
+def _shard_worker(rank: int, world: int, cache_dir: str) -> tuple[np.ndarray, int, str]:
+    enc = TagEncoder(dim=4, device="cpu").fit_vocabulary(_SHARD_ITEMS)
+    seen = []
+    plain = enc.preprocess
+    enc.preprocess = lambda batch: seen.append(len(batch)) or plain(batch)
+    vecs = enc.encode_all(_SHARD_ITEMS, batch_size=4, cache=cache_dir, show_progress=False,
+                          shard=True)
+    try:
+        enc.encode_all(_SHARD_ITEMS, shard=True, show_progress=False)
+        error = ""
+    except EncoderConfigError as exc:
+        error = str(exc)
+    return vecs.detach().numpy(), sum(seen), error
+
+
+_SHARD_ITEMS = [[f"t{i % 7}", f"u{i}"] for i in range(20)] + [[f"only-{i}"] for i in range(5)]
+
+
+def test_encode_all_shards_across_two_gloo_ranks(tmp_path):
+    from multirec.distributed import launch
+
+    (v0, n0, e0), (v1, n1, _) = launch(_shard_worker, 2, str(tmp_path / "cache"), threads=1,
+                                       timeout_s=300)
+    expected = TagEncoder(dim=4, device="cpu").fit_vocabulary(_SHARD_ITEMS).encode(_SHARD_ITEMS)
+    np.testing.assert_allclose(v0, expected.detach().numpy(), rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(v0, v1)
+    assert (n0, n1) == (13, 12)  # each item encoded once, by one rank
+    assert "cache=" in e0  # sharding without a shared cache is refused
+    alone = TagEncoder(dim=4, device="cpu").fit_vocabulary(_SHARD_ITEMS)
+    assert alone.encode_all(_SHARD_ITEMS, shard=True, show_progress=False).shape == (25, 4)
