@@ -259,7 +259,7 @@ def load_model(cls: type, directory: str | os.PathLike, device: str = "cpu", *,
         raise ModelFileError(f"the model settings in {str(root / 'config.json')!r} are invalid "
                              f"for this multirec: {exc}") from exc
 
-    _check_state_shapes(spec, state, root)
+    _check_state_shapes(spec, state, root, has_item_item=item_item is not None)
     net = _build_network(spec)
     finetuned = {m: Encoder.from_config(encoder_configs[m]).to(device) for m in spec["finetuned"]}
     if finetuned:
@@ -457,12 +457,16 @@ def _build_network(spec: dict[str, Any]) -> TwoTowerNetwork:
         raise ModelFileError(f"the network described in config.json cannot be built: {exc}") from exc
 
 
-def _check_state_shapes(spec: dict[str, Any], state: dict[str, torch.Tensor], root: Path) -> None:
+def _check_state_shapes(spec: dict[str, Any], state: dict[str, torch.Tensor], root: Path, *,
+                        has_item_item: bool) -> None:
     """Compare the saved tensors' names/shapes/dtypes with a network built on the meta device
     (no memory allocated, so absurd sizes fail here, not in an allocation)."""
     with torch.device("meta"):
         expected = {k: (tuple(v.shape), v.dtype) for k, v in _build_network(spec).state_dict().items()}
     problems = []
+    if "item_item" not in expected and bool(spec["item_item"]) != has_item_item:
+        problems.append(f"network item_item={spec['item_item']} but item_item.safetensors "
+                        f"{'holds' if has_item_item else 'lacks'} item-item weights")
     encoder_keys = [k for k in state if k.startswith("encoders.")]
     for k in encoder_keys:
         if k.split(".")[1] not in spec["finetuned"]:

@@ -358,6 +358,7 @@ def test_encoder_paths_outside_need_encoder_paths(tmp_path, opened, monkeypatch)
     ("config.json", lambda c: {**c, "format_version": 1}, "format_version 1"),
     ("ids.json", lambda d: {**d, "items": d["items"][:-1]}, "lists 29 items.*n_items=30"),
     ("ids.json", lambda d: {**d, "items": d["items"][:-1] + d["items"][:1]}, "duplicates"),
+    ("item_item.safetensors", lambda a: {}, "item_item=True but item_item.safetensors lacks"),
     ("item_item.safetensors", lambda a: {**a, "weights": a["weights"][:5]},
      r"weights of shape \[5, 30\]"),
     ("item_item.safetensors", lambda a: {**a, "weights": a["weights"].index_fill(
