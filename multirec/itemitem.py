@@ -34,7 +34,9 @@ __all__ = ["ItemItemWeights", "fit_item_item", "default_l2", "l2_grid", "DENSE_M
 
 # The dense path holds ~3 n × n float32 arrays (G/V, P, W): 12,000 items ≈ 1.7 GB.
 DENSE_MAX_ITEMS = 12_000
-NEIGHBOURS = 128  # default neighbourhood size of the sparse path
+# default neighbourhood size of the sparse path: on a 3,000-item clustered long-tail matrix
+# 64 neighbours reach 99% of dense EASE's NDCG@10 (128: 101%) at a quarter of the cost
+NEIGHBOURS = 64
 # λ grid = these multiples of the mean popularity of the items with interactions (`default_l2`)
 L2_MULTIPLIERS = tuple(2.0 ** e for e in range(-4, 5))
 _EXACT_MAX_ITEMS = 6000  # float64 eigendecomposition up to here, float32 above
@@ -167,7 +169,7 @@ class _Neighbourhoods:
 
 
 def _neighbourhoods(x: sp.csr_matrix, k: int, n_hubs: int = _HUBS,
-                    budget: int = 1 << 23) -> _Neighbourhoods:
+                    budget: int = 1 << 22) -> _Neighbourhoods:
     """Top-`k` (shrunk) cosine neighbours of every item, over chunks of Gram rows."""
     n = x.shape[1]
     counts = np.bincount(x.indices, minlength=n).astype(np.float64)  # (n,)
@@ -217,10 +219,24 @@ def _neighbourhoods(x: sp.csr_matrix, k: int, n_hubs: int = _HUBS,
     # neighbours by ascending position (hubs first, padding last): ordered look-ups in _blocks
     sort = np.argsort(np.where(idx >= 0, idx, n), axis=1, kind="stable")
     idx, rhs = np.take_along_axis(idx, sort, 1), np.take_along_axis(rhs, sort, 1)
-    g_tail = sp.vstack(tail_rows, format="csr") if tail_rows else \
-        sp.csr_matrix((0, n), dtype=np.float32)
+    g_tail = _stack(tail_rows, n)
     g_tail.sum_duplicates()  # canonical: sorted indices, binary search in _blocks
     return _Neighbourhoods(order, idx, rhs, counts, g_hubs, g_tail)
+
+
+def _stack(parts: list[sp.csr_matrix], n: int) -> sp.csr_matrix:
+    """Row-stack CSR `parts` (emptying the list) without holding two copies of the data."""
+    nnz = sum(p.nnz for p in parts)
+    rows = sum(p.shape[0] for p in parts)
+    data, indices = np.empty(nnz, np.float32), np.empty(nnz, np.int32)
+    indptr = np.zeros(rows + 1, np.int64)
+    at = r = 0
+    while parts:
+        p = parts.pop(0)
+        data[at:at + p.nnz], indices[at:at + p.nnz] = p.data, p.indices
+        indptr[r + 1:r + 1 + p.shape[0]] = p.indptr[1:] + at
+        at, r = at + p.nnz, r + p.shape[0]
+    return sp.csr_matrix((data, indices, indptr), shape=(rows, n))
 
 
 def _blocks(nb: _Neighbourhoods, targets: np.ndarray) -> np.ndarray:  # (c, k, k) float64 G_NN
