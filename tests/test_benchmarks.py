@@ -304,3 +304,38 @@ def test_text_vectors_are_cached_as_plain_npy(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "_encode_texts", lambda *a: pytest.fail("not read from the cache"))
     np.testing.assert_array_equal(bench.text_vectors(data, "hash", str(tmp_path)), first)
     np.testing.assert_array_equal(np.load(files[0], allow_pickle=False), first)
+
+
+def test_scale_tiny(tmp_path):
+    bench = _script("scale")
+    bench.main(["--size", "tiny", "--repeats", "3", "--out", str(tmp_path)])
+    for ext in ("md", "json", "png"):
+        assert (tmp_path / f"scale.{ext}").stat().st_size > 0
+    rows = json.loads((tmp_path / "scale.json").read_text())["rows"]
+    assert [(r["n_items"], r["method"]) for r in rows] == [(300, m) for m in bench.METHODS]
+    common = ("fit_seconds", "seconds_per_epoch", "epochs", "peak_rss_mb", "fit_peak_rss_mb",
+              "ndcg_at_10", "rec1_exact_ms", "rec1000_exact_ms", "data_seconds")
+    ours = ("rec1_hnsw_ms", "rec1000_hnsw_ms", "hnsw_build_seconds", "train_seconds",
+            "fit_vs_lightfm", "ndcg_vs_lightfm", "peak_rss_vs_lightfm")
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert r["n_users"] == 150 and r["n_train"] + r["n_test"] == r["n_interactions"]
+        cols = common + (ours if r["method"].startswith("multirec") else ())
+        assert all(_finite(r[c]) and r[c] > 0 for c in cols), r
+        assert 0 < r["ndcg_at_10"] <= 1 and r["batch_users"] == 150
+        assert r["peak_rss_mb"] >= r["fit_peak_rss_mb"] >= r["rss_after_data_mb"] > 10
+    mr = {r["method"]: r for r in rows if r["method"].startswith("multirec")}
+    assert all(r["item_item"] in ("dense", "sparse", "none") for r in mr.values())
+    lfm = {r["method"]: r for r in rows if r["method"].startswith("LightFM")}
+    assert mr["multirec CF-only"]["fit_vs_lightfm"] == pytest.approx(
+        mr["multirec CF-only"]["fit_seconds"] / lfm["LightFM WARP"]["fit_seconds"])
+    assert "| 300 | 150 |" in (tmp_path / "scale.md").read_text()
+    # a fit past --max-minutes is killed and reported with what was measured; larger sizes not run
+    payload = bench.main(["--sizes", "300", "400", "--methods", "multirec CF-only",
+                          "--max-minutes", "0.002", "--out", str(tmp_path / "cut")])
+    cut, skipped = payload["rows"]
+    assert cut["status"] == "not finished within 0.002 min" and cut["killed_in_stage"] == "fit"
+    assert _finite(cut["data_seconds"]) and _finite(cut["peak_rss_mb"]) and "fit_seconds" not in cut
+    assert skipped == {"n_items": 400, "method": "multirec CF-only",
+                       "status": "not run (n_items=300 did not finish)"}
+    assert "not finished within 0.002 min (in fit" in (tmp_path / "cut" / "scale.md").read_text()
