@@ -230,6 +230,14 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _git_head() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def _add_ratios(rows: list[dict[str, Any]]) -> None:
     by = {(r["n_items"], r["method"]): r for r in rows}
     for r in rows:
@@ -250,7 +258,7 @@ def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | Non
         "seed": args.seed, "repeats": args.repeats, "interactions_per_user": 50,
         "users_per_item": 0.5, "test_fraction": 0.2, "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0],
-        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}}
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "git_head": _git_head()}}
     gave_up: dict[str, int] = {}
     for n in args.sizes:
         for method in args.methods:
@@ -362,8 +370,24 @@ def _plot(payload: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _write(payload: dict[str, Any], out: Path, plot: bool) -> None:
+def _merged(payload: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+    """`payload` plus the rows of `before` (an earlier scale.json) for the sizes not run now."""
+    if not before:
+        return payload
+    payload = json.loads(json.dumps(payload))  # a copy
+    now = set(payload["config"]["sizes"])
+    order = {m: k for k, m in enumerate(METHODS)}
+    rows = [r for r in before["rows"] if r["n_items"] not in now] + payload["rows"]
+    payload["rows"] = sorted(rows, key=lambda r: (r["n_items"], order.get(r["method"], 99)))
+    _add_ratios(payload["rows"])
+    payload["config"]["merged_from"] = before["config"]
+    return payload
+
+
+def _write(payload: dict[str, Any], out: Path, plot: bool, before: dict[str, Any] | None = None
+           ) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    payload = _merged(payload, before)
     retrieval = (_retrieval_rows(out / "retrieval.json")
                  or _retrieval_rows(HERE / "results" / "retrieval.json"))
     (out / "scale.json").write_text(json.dumps(payload, indent=2))
@@ -383,6 +407,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retrieval", action="store_true",
                     help="first run benchmarks/retrieval.py --sizes 1000000 --merge into --out")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of <out>/scale.json for the sizes not run now")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--partial", help=argparse.SUPPRESS)
@@ -410,9 +436,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.retrieval:
         subprocess.run([sys.executable, str(HERE / "retrieval.py"), "--sizes", "1000000",
                         "--threads", str(args.threads), "--merge", "--out", str(out)], check=True)
+    before = _read(out / "scale.json") if args.merge else None  # read once, before any write
     print(_HEAD + "\n|" + "---|" * (_HEAD.count("|") - 1), flush=True)
-    payload = run(args, on_row=lambda p: _write(p, out, plot=False), argv=" ".join(raw))
-    _write(payload, out, plot=True)
+    payload = run(args, on_row=lambda p: _write(p, out, False, before), argv=" ".join(raw))
+    _write(payload, out, True, before)
     print(_markdown(payload, []))
     return payload
 
