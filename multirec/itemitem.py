@@ -90,9 +90,10 @@ def _sample_users(valid: sp.csr_matrix, max_users: int, seed: int) -> np.ndarray
     return users
 
 
-def _ndcg(scores: np.ndarray, hist: sp.csr_matrix, target: sp.csr_matrix, k: int) -> float:
-    """Sum over rows of NDCG@k of `scores (B, n)`, the rows' history items excluded."""
-    return ranking.ndcg_at_k(scores, target, k, exclude=hist)[0]
+def _ndcg(scores: np.ndarray, hist: sp.csr_matrix, target: sp.csr_matrix, k: int
+          ) -> np.ndarray:  # (2,) sum of NDCG@k over the rows with a target, number of such rows
+    """NDCG@k of `scores (B, n)`, the rows' history items excluded (`ranking.ndcg_at_k`)."""
+    return np.array(ranking.ndcg_at_k(scores, target, k, exclude=hist), np.float64)
 
 
 def _rows_per_chunk(n: int, budget: int = 1 << 23) -> int:
@@ -128,7 +129,6 @@ class _EigenPath:
         dtype = np.float64 if x.shape[1] <= _EXACT_MAX_ITEMS else np.float32
         self.evals, self.v = np.linalg.eigh(_gram(x, dtype))  # (n,), (n, n)
         self.evals = np.maximum(self.evals, 0.0)  # G is PSD; clip round-off
-        self.v2 = self.v * self.v  # (n, n)
 
     def p(self, l2: float) -> np.ndarray:  # (n, n)
         return (self.v / (self.evals + l2)) @ self.v.T
@@ -137,20 +137,20 @@ class _EigenPath:
         """(B, n) = X_u B = X_u − (X_u P) diag(1/diag(P)), from `hist_v = X_u V (B, n)`."""
         inv = 1.0 / (self.evals + l2)  # (n,)
         xp = (hist_v * inv) @ self.v.T  # (B, n) = X_u P
-        dp = self.v2 @ inv  # (n,) diag(P)
+        dp = np.einsum("ij,j,ij->i", self.v, inv, self.v)  # (n,) diag(P)
         return hist.toarray() - xp / dp
 
 
 def _search_dense(path: _EigenPath, hist: sp.csr_matrix, target: sp.csr_matrix,
                   grid: Sequence[float], k: int) -> np.ndarray:  # (len(grid),) mean NDCG
     step = _rows_per_chunk(hist.shape[1])
-    out = np.zeros(len(grid))
+    out = np.zeros((len(grid), 2))
     for s in range(0, hist.shape[0], step):
         h, t = hist[s:s + step], target[s:s + step]
         hv = h @ path.v  # (B, n)
         for i, l2 in enumerate(grid):
             out[i] += _ndcg(path.scores(h, hv, l2), h, t, k)
-    return out / max(hist.shape[0], 1)
+    return out[:, 0] / np.maximum(out[:, 1], 1)
 
 
 # ----------------------------------------------------------------------------- sparse path
@@ -315,15 +315,15 @@ def _to_csr(nb: _Neighbourhoods, w: np.ndarray) -> sp.csr_matrix:
 
 
 def _search_sparse(nb: _Neighbourhoods, ws: list[np.ndarray], hist: sp.csr_matrix,
-                   target: sp.csr_matrix, k: int) -> np.ndarray:
+                   target: sp.csr_matrix, k: int) -> np.ndarray:  # (len(ws),) mean NDCG
     step = _rows_per_chunk(hist.shape[1])
-    out = np.zeros(len(ws))
+    out = np.zeros((len(ws), 2))
     for i, w in enumerate(ws):
         mat = _to_csr(nb, w)
         for s in range(0, hist.shape[0], step):
             h, t = hist[s:s + step], target[s:s + step]
             out[i] += _ndcg((h @ mat).toarray(), h, t, k)
-    return out / max(hist.shape[0], 1)
+    return out[:, 0] / np.maximum(out[:, 1], 1)
 
 
 # ----------------------------------------------------------------------------- public API
