@@ -59,7 +59,8 @@ def _fit_model(seed: int) -> tuple[Any, np.ndarray, np.ndarray]:
         item_ids=items, item_content={"vec": {items[i]: vec[i] for i in range(len(items))}})
     model = MultimodalRecommender(encoders={"vec": {"name": "precomputed", "dim": vec.shape[1]}},
                                   cf={"no_components": 16, "epochs": 10, "num_threads": 1},
-                                  epochs=10, dim=32, show_progress=False, seed=seed).fit(data)
+                                  item_item=False, epochs=10, dim=32, show_progress=False,
+                                  seed=seed).fit(data)
     q, _ = ItemIndex.build(model, "flat").user_vectors(model, users)  # (U, D)
     return model, vec, q
 
