@@ -59,6 +59,15 @@ def _texts(n: int) -> list[str]:
     return list(ds.data.content["text"])
 
 
+def _mixed_texts(n: int, seed: int = 0) -> list[str]:
+    """`n` texts of 5 to 400 words (about as many tokens), uniformly mixed lengths."""
+    words = ["the", "a", "music", "calm", "piano", "guitar", "loud", "night", "sea", "whale",
+             "drums", "voice", "song", "album", "live", "remix", "acoustic", "electric", "slow",
+             "fast", "happy", "sad", "summer", "winter", "city", "road", "river"]
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, int(rng.integers(5, 401)))) for _ in range(n)]
+
+
 # ------------------------------------------------------------------------------ (a)
 def bench_encoding(texts: list[str], model_dir: str, batch_size: int, repeats: int) -> dict:
     from encoders.text import TextEncoder
@@ -73,6 +82,7 @@ def bench_encoding(texts: list[str], model_dir: str, batch_size: int, repeats: i
         from sentence_transformers import SentenceTransformer
 
         st = SentenceTransformer(model_dir, device="cpu")
+        st.max_seq_length = ours.max_length  # the same truncation on both sides
         ref_name = "sentence-transformers"
         t_ref, times, ref_vecs = _median_time(lambda: st.encode(
             texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
@@ -293,6 +303,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch and LightFM threads (same for all; 1 = stable timings)")
+    ap.add_argument("--mixed-length", action="store_true",
+                    help="(a) on texts of 5-400 words instead of the synthetic catalogue's")
     ap.add_argument("--text-model", default=None, help="local BERT-family dir (default: packaged MiniLM)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
@@ -312,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
         pass
     t0 = time.perf_counter()
     model_dir = args.text_model or _minilm_dir()
-    texts = _texts(args.n_texts)
+    texts = _mixed_texts(args.n_texts) if args.mixed_length else _texts(args.n_texts)
     res: dict[str, Any] = {}
     print("(a) text encoding ...", flush=True)
     res["encoding"] = bench_encoding(texts, model_dir, args.batch_size, args.repeats)
@@ -332,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
     where = "PATH" if "skipped" not in res["movielens"] else "(none)"
     cmd = (f"python benchmarks/speed.py --data-dir {where} "
            f"--repeats {args.repeats} --n-texts {args.n_texts} --batch-size {args.batch_size} "
-           f"--threads {args.threads}")
+           f"--threads {args.threads}" + (" --mixed-length" if args.mixed_length else ""))
     header = (f"## Speed: multirec / encoders vs reference implementations\n\n"
               f"Command: `{cmd}`; total {total:.0f}s on {os.cpu_count()} CPU cores (torch and LightFM "
               f"threads: {args.threads}; the machine was shared, so compare the ratios, not the "
