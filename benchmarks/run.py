@@ -634,6 +634,8 @@ def command(args: argparse.Namespace) -> str:
     parts += [f"--protocol {' '.join(args.protocol)}", f"--seeds {' '.join(map(str, args.seeds))}"]
     if args.quick:
         parts.append("--quick")
+    if args.text_model:
+        parts.append(f"--text-model {'hash' if args.text_model == 'hash' else 'PATH'}")
     parts.append(f"--threads {args.threads}")
     return " ".join(parts)
 
