@@ -31,9 +31,15 @@ def encoder(model: Any, modality: str) -> Encoder:
     """The encoder of `modality`, built from its saved config on first use."""
     if modality not in model.modalities_:
         raise ConfigError(f"the model has no {modality!r} encoder; it has {model.modalities_}")
-    if modality not in model._encoders:
-        model._encoders[modality] = Encoder.from_config(model.encoder_configs_[modality])
-    return model._encoders[modality]
+    if modality not in model.encoders_:
+        enc = Encoder.from_config(model.encoder_configs_[modality])
+        want = model.network.config.content_dims[modality]
+        if enc.dim != want:
+            raise ConfigError(f"the {modality!r} encoder built from the saved config gives "
+                              f"{enc.dim}-d vectors but the model was trained on {want}-d ones; "
+                              "pass the same encoder (encoder_paths=...) when loading")
+        model.encoders_[modality] = enc
+    return model.encoders_[modality]
 
 
 def add_items(model: Any, content: Mapping[str, Mapping[Any, Any]]) -> np.ndarray:

@@ -189,10 +189,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from .data import InteractionData
+    from .io import check_save_target
     from .model import MultimodalRecommender
 
     out = Path(args.out)
     _check_out_dir(out)
+    check_save_target(out, overwrite=args.overwrite)  # before any training, not after
     df = _read_table(args.interactions, (args.user_col, args.item_col))
     for col, flag in ((args.user_col, "--user-col"), (args.item_col, "--item-col")):
         _need_column(df, col, args.interactions, flag)
@@ -235,7 +237,7 @@ def _fit(args: argparse.Namespace) -> int:
     _set_threads(MultimodalRecommender, kwargs, args.threads)
     model = MultimodalRecommender(**kwargs)
     model.fit(data)
-    model.save_pretrained(out)
+    model.save_pretrained(out, overwrite=args.overwrite)
     print(f"saved to {out} (best epoch {model.history_.best_epoch}, "
           f"validation NDCG@10 {model.history_.best_score:.4f})")
     return 0
@@ -381,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--threads", type=_positive, help="CPU threads (default: torch's choice)")
     fit.add_argument("--cache-dir")
     fit.add_argument("--out", required=True, help="model folder to write")
+    fit.add_argument("--overwrite", action="store_true",
+                     help="replace a previous multirec save in --out (other files are kept)")
     fit.add_argument("--quiet", action="store_true")
     fit.set_defaults(func=_fit)
 

@@ -73,6 +73,7 @@ class FitRun:
     has: dict[str, torch.Tensor] = field(default_factory=dict)
     cf_user: torch.Tensor | None = None
     cf_item: torch.Tensor | None = None
+    cf_from_features: torch.Tensor | bool = False  # (n_items,) items whose factor needs no history
     net: TwoTowerNetwork | None = None
     item_item: itemitem.ItemItemWeights | None = None
     history: History | None = None
@@ -151,6 +152,9 @@ def collaborative(run: FitRun) -> None:
     lfm = LightFMFactors(cf_cfg).fit(
         run.train_x, show_progress=run.params.train.show_progress,
         user_features=run.data.user_features, item_features=run.data.item_features)
+    if lfm.item_features_ is not None:  # hybrid: items with side features have a factor too
+        feats = run.data.item_features.matrix
+        run.cf_from_features = torch.from_numpy(np.diff(sp.csr_matrix(feats).indptr) > 0)
     run.cf_user = torch.from_numpy(np.asarray(lfm.user_factors_, np.float32))
     run.cf_item = torch.from_numpy(np.asarray(lfm.item_factors_, np.float32))
 
@@ -174,7 +178,9 @@ def build(run: FitRun) -> None:
         if run.cf_item is not None:
             net.cf_item.copy_(_standardise(run.cf_item))
             net.cf_user.copy_(_standardise(run.cf_user))
-        net.warm_item.copy_(torch.from_numpy(np.diff(run.train_x.tocsc().indptr) > 0))
+        warm = torch.from_numpy(np.diff(run.train_x.tocsc().indptr) > 0)
+        net.warm_item.copy_(warm)
+        net.has_cf.copy_(warm | run.cf_from_features if run.cf_item is not None else warm)
         net.warm_user.copy_(torch.from_numpy(np.diff(run.train_x.indptr) > 0))
     if live:
         net.attach_encoders(live, {m: list(data.content[m]) for m in live},

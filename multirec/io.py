@@ -281,23 +281,12 @@ def _restore(model: Any, net: TwoTowerNetwork, item_item: Any, user_items: sp.cs
              encoder_configs: dict[str, dict[str, Any]], history: History,
              fit_config: dict[str, Any]) -> None:
     """Give a freshly constructed model its fitted state (the same path `fit` ends with)."""
-    try:
-        from .fit import Fitted
-    except ImportError:  # models without the multirec.fit stages
-        Fitted = None  # noqa: N806
-    if Fitted is not None and hasattr(model, "_set_fitted"):
-        model._set_fitted(Fitted(
-            network=net, item_item=item_item, user_items=user_items, user_map=users,
-            item_map=items, encoders=finetuned, encoder_configs=encoder_configs,
-            history=history, fit_config=fit_config))
-        return
-    model.network = net
-    model.user_map_, model.item_map_ = users, items
-    model.user_items_ = user_items
-    model.modalities_ = list(encoder_configs)
-    model.encoder_configs_ = encoder_configs
-    model.history_ = history
-    model._encoders.update(finetuned)
+    from .fit import Fitted
+
+    model.restore_fitted(Fitted(
+        network=net, item_item=item_item, user_items=user_items, user_map=users,
+        item_map=items, encoders=finetuned, encoder_configs=encoder_configs,
+        history=history, fit_config=fit_config))
 
 
 def _check_item_item(arrays: dict[str, torch.Tensor], spec: dict[str, Any], root: Path) -> Any:

@@ -120,16 +120,17 @@ class MultimodalRecommender(nn.Module):
                             "one with InteractionData.from_dataframe(df, 'user', 'item')")
         if data.nnz == 0:
             raise DataError("fit() got no interactions; check the rating threshold and the input")
-        self._set_fitted(run_fit(self._resolve(), data, valid, callbacks,
+        self.restore_fitted(run_fit(self._resolve(), data, valid, callbacks,
                                  on_built=lambda net: setattr(self, "network", net)))
         return self
 
-    def _set_fitted(self, fitted: Any) -> None:
+    def restore_fitted(self, fitted: Any) -> None:
+        """Take a fitted state (`multirec.fit.Fitted`): what `fit` and loading end with."""
         self.network = fitted.network
         self.item_item_ = fitted.item_item
         self.user_items_ = fitted.user_items
         self.user_map_, self.item_map_ = fitted.user_map, fitted.item_map
-        self._encoders = dict(fitted.encoders)
+        self.encoders_ = dict(fitted.encoders)  # built encoders (more are built on first use)
         self.encoder_configs_ = fitted.encoder_configs
         self.modalities_ = list(fitted.encoder_configs)
         self.history_ = fitted.history
@@ -137,10 +138,13 @@ class MultimodalRecommender(nn.Module):
         self.scorer_ = Scorer(self.network, self.item_item_)
         self.index_ = None  # an index of a previous fit is stale
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise `NotFittedError` unless the model was fitted or loaded."""
         if "network" not in self._modules:
             raise NotFittedError("this MultimodalRecommender is not fitted yet; call fit(data) "
                                  "or MultimodalRecommender.from_pretrained(path)")
+
+    _check_fitted = check_fitted  # TEMP: index.py until it moves to scoring
 
     @property
     def device(self) -> torch.device:
@@ -151,7 +155,7 @@ class MultimodalRecommender(nn.Module):
                     batch_size: int | None = None) -> np.ndarray:  # (B, n_items)
         """Logits of every catalogue item for user *indices* (the evaluation protocol); with
         `history` (B, n_items) the users are treated as unknown (fold-in from those rows)."""
-        self._check_fitted()
+        self.check_fitted()
         return self.scorer_.score_users(users, history, self.user_items_, batch_size)
 
     def recommend(self, user_ids: Any, n: int = 10, *, filter_seen: bool = True,
@@ -167,7 +171,7 @@ class MultimodalRecommender(nn.Module):
         are padded with None / NaN. Equal scores are ordered by `multirec.ranking`'s seeded
         tie rule. `as_frame=True` returns a long DataFrame `user, item, score, rank`.
         """
-        self._check_fitted()
+        self.check_fitted()
         n, items, history = check_n(n), check_items_arg(items), check_history(history)
         raw, scalar = check_user_ids(user_ids)
         if self.index_ is not None:  # see build_index
@@ -187,7 +191,7 @@ class MultimodalRecommender(nn.Module):
     def score(self, user_ids: Any, item_ids: Sequence[Any] | None = None) -> np.ndarray:  # (N,)
         """Probability σ(logit) for each (user, item) pair; `user_ids` may be a DataFrame
         with `user` and `item` columns (then `item_ids` is None)."""
-        self._check_fitted()
+        self.check_fitted()
         if item_ids is None and hasattr(user_ids, "columns"):
             from .frames import pairs_from_frame
 
@@ -204,17 +208,17 @@ class MultimodalRecommender(nn.Module):
 
     def item_vectors(self) -> np.ndarray:  # (n_items, d)
         """Fused item vectors `h_i` for the whole catalogue."""
-        self._check_fitted()
+        self.check_fitted()
         return self.scorer_.item_vectors()
 
     def similar_items(self, item_id: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Items whose fused vectors are closest (cosine) to `item_id`'s: `(item_ids, sims)`."""
-        self._check_fitted()
+        self.check_fitted()
         return explain.similar_items(self, item_id, check_n(n))
 
     def similar_users(self, user_id: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Users whose user vectors are closest (cosine) to `user_id`'s: `(user_ids, sims)`."""
-        self._check_fitted()
+        self.check_fitted()
         return explain.similar_users(self, user_id, check_n(n))
 
     def build_index(self, kind: str = "flat", **kw: Any) -> ItemIndex:
@@ -226,38 +230,38 @@ class MultimodalRecommender(nn.Module):
         """
         from .index import ItemIndex
 
-        self._check_fitted()
+        self.check_fitted()
         self.index_ = ItemIndex.build(self, kind, **kw)
         return self.index_
 
     # ------------------------------------------------------------------ growing, explaining
     def encoder(self, modality: str) -> Any:
         """The encoder of `modality`, built from its saved config on first use."""
-        self._check_fitted()
+        self.check_fitted()
         return catalogue.encoder(self, modality)
 
     def add_items(self, content: Mapping[str, Mapping[Any, Any]]) -> np.ndarray:
         """Add or update items from content only (`{modality: {item_id: raw}}`), all or
         nothing; no retraining. New items are cold (scored from their content). Returns
         their indices."""
-        self._check_fitted()
+        self.check_fitted()
         return catalogue.add_items(self, content)
 
     def add_users(self, interactions: Mapping[Any, Sequence[Any]] | pd.DataFrame) -> np.ndarray:
         """Add users (or extend histories) from `{user_id: [item_ids]}` or a DataFrame with
         `user` and `item` columns; served by fold-in, no retraining."""
-        self._check_fitted()
+        self.check_fitted()
         return catalogue.add_users(self, interactions)
 
     def explain(self, user_id: Any, item_id: Any) -> dict[str, Any]:
         """Break the score of (user, item) down by source (see `multirec.explain.explain`)."""
-        self._check_fitted()
+        self.check_fitted()
         return explain.explain(self, user_id, item_id)
 
     def search(self, text: str, n: int = 10, *, modality: str | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Items matching a text query, no interactions needed (see `multirec.explain.search`)."""
-        self._check_fitted()
+        self.check_fitted()
         return explain.search(self, text, n, modality=modality)
 
     # ------------------------------------------------------------------ persistence
@@ -271,7 +275,7 @@ class MultimodalRecommender(nn.Module):
         """Save to `directory` atomically (JSON + safetensors, no pickle; see `multirec.io`)."""
         from .io import save_model
 
-        self._check_fitted()
+        self.check_fitted()
         save_model(self, directory, **kw)
 
     @classmethod

@@ -87,6 +87,9 @@ class TwoTowerNetwork(nn.Module):
         self.register_buffer("cf_item", torch.zeros(n_items, cf))
         self.register_buffer("cf_user", torch.zeros(n_users, cf))
         self.register_buffer("warm_item", torch.zeros(n_items, dtype=torch.bool))
+        # items with a LightFM factor: warm items, and cold ones whose factor comes from
+        # side features (LightFM's hybrid model)
+        self.register_buffer("has_cf", torch.zeros(n_items, dtype=torch.bool))
         self.register_buffer("warm_user", torch.zeros(n_users, dtype=torch.bool))
         # probability calibration `a·logit + c`, set on validation after training (1, 0 until then)
         self.register_buffer("logit_scale", torch.ones(1))
@@ -182,7 +185,7 @@ class TwoTowerNetwork(nn.Module):
             return t if extra <= 0 else torch.cat([t, t.new_zeros((extra, *t.shape[1:]))])
 
         if n_items is not None and n_items > self.n_items:
-            for name in ["cf_item", "warm_item", *[f"content_{m}" for m in self.modalities],
+            for name in ["cf_item", "warm_item", "has_cf", *[f"content_{m}" for m in self.modalities],
                          *[f"has_{m}" for m in self.modalities]]:
                 setattr(self, name, pad(getattr(self, name), n_items))
             for emb in (self.item_id, self.item_ctx_id, self.item_bias):
@@ -198,7 +201,7 @@ class TwoTowerNetwork(nn.Module):
 
     # ------------------------------------------------------------------ item tower
     def source_mask(self, items: torch.Tensor) -> torch.Tensor:  # (B, S) bool
-        cols = ([self.warm_item[items]] if self.cf_item_proj is not None else [])
+        cols = ([self.has_cf[items]] if self.cf_item_proj is not None else [])
         cols += [getattr(self, f"has_{m}")[items] for m in self.modalities]
         if not cols:
             return torch.zeros(len(items), 1, dtype=torch.bool, device=items.device)
