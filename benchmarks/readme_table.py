@@ -22,13 +22,16 @@ def table(payload: dict) -> str:
     """Markdown: one row per model, NDCG@10 and fit seconds for each protocol side by side."""
     summary = payload["summary"]
     protocols = list(summary)
-    names = list(summary[protocols[0]]["means"])
+    names = list(dict.fromkeys(n for p in protocols for n in summary[p]["means"]))  # union, in order
     head = "| model | " + " | ".join(f"{p} NDCG@10 | {p} vs LightFM | {p} fit s" for p in protocols)
     lines = [head + " |", "|---" * (1 + 3 * len(protocols)) + "|"]
     for name in names:
         cells = []
         for p in protocols:
             s = summary[p]
+            if name not in s["means"]:  # a row not run on this protocol (benchmarks/run.py)
+                cells += ["–", "–", "–"]
+                continue
             mean, std = s["means"][name]["ndcg"], s["stds"][name]["ndcg"]
             cells += [f"{mean:.3f} ± {std:.3f}", f"{mean / s['reference_ndcg']:.2f}x",
                       f"{s['means'][name]['fit_seconds']:.1f}"]

@@ -338,3 +338,13 @@ def test_scale_tiny(tmp_path):
     assert skipped == {"n_items": 400, "method": "multirec CF-only",
                        "status": "not run (n_items=300 did not finish)"}
     assert "not finished within 0.002 min (in fit" in (tmp_path / "cut" / "scale.md").read_text()
+
+
+def test_readme_table_shows_rows_missing_from_a_protocol_as_dashes():
+    bench = _script("readme_table")
+    row = {"ndcg": 0.25, "fit_seconds": 1.0}
+    summary = {"warm": {"means": {"a": row, "b": row}, "stds": {"a": row, "b": row}, "reference_ndcg": 0.5},
+               "cold-item": {"means": {"a": row}, "stds": {"a": row}, "reference_ndcg": 0.25}}
+    lines = bench.table({"summary": summary}).splitlines()
+    assert lines[2] == "| a | 0.250 ± 0.250 | 0.50x | 1.0 | 0.250 ± 0.250 | 1.00x | 1.0 |"
+    assert lines[3] == "| b | 0.250 ± 0.250 | 0.50x | 1.0 | – | – | – |"
