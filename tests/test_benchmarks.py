@@ -262,6 +262,17 @@ def test_tune_extends_the_grid_once_when_the_best_is_at_the_edge(monkeypatch):
     best, info = bench.tune(Fake, {"x": [10, 100]}, data, seed=0)  # ints stay ints
     assert info["extended"] == {"x": [1, 10, 100]} and best == {"x": 10}
 
+    class Fake2(Fake):  # two parameters: x peaks inside the grid, y beyond its low edge
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+    monkeypatch.setattr(bench, "evaluate", lambda m, s, k: {
+        "ndcg": -abs(math.log10(m.x / 10.0)) - abs(math.log10(m.y / 0.001))})
+    best, info = bench.tune(Fake2, {"x": [1.0, 10.0, 100.0], "y": [0.01, 0.1]}, data, seed=0)
+    assert best == pytest.approx({"x": 10.0, "y": 0.001})
+    assert list(info["extended"]) == ["y"] and info["extended"]["y"] == pytest.approx([0.001, 0.01, 0.1])
+    assert info["still_at_edge"] == ["y"] and info["best_valid_ndcg"] == pytest.approx(0.0)
+
 
 def test_cold_user_splits_share_train_and_fold_in_the_earliest(tmp_path):
     from multirec.datasets.synthetic import make_synthetic
