@@ -16,17 +16,17 @@ model's logits (probabilities in `recommend`). Kinds:
 MIPS as nearest-neighbour search (`transform=True`): with M = max‖x_i‖, item i is indexed as
 x'_i = [x_i, √(M² − ‖x_i‖²)] and a query as q' = [q, 0]; then ‖q' − x'_i‖² = ‖q‖² + M² −
 2⟨q, x_i⟩, so the L2 nearest neighbours are exactly the largest inner products. Measured
-(benchmarks/results/retrieval.md, 20k items, 1 thread): the transform helps IVF, once
-queries are rescaled to norm M (its k-means cells then follow directions instead of the few
-largest norms: recall@10 0.98 at nprobe 108 vs 0.97 at 243 for inner-product cells, long-tailed
-norms), and hurts HNSW (efSearch 411 instead of 36 for the same recall, 8x slower queries;
-the L2 graph over items on one sphere links them by angle, which is not what ranks them for
-a query), so the defaults are `ivf` with and `hnsw` without it. Every kind returns the exact
-inner products of the items it finds (rescored from the stored vectors when transformed).
+(benchmarks/results/retrieval.md, 1 thread): the transform helps IVF once queries are
+rescaled to norm M (its k-means cells then follow directions, not the few largest norms:
+long-tailed norms, 20k items, recall@10 0.98 probing 108 cells vs 0.97 probing 243 for
+inner-product cells, 0.08 vs 0.14 ms a query) and hurts HNSW (efSearch 616 instead of 36
+for the same recall there, 20x slower queries; alike on a fitted model's vectors), so the
+defaults are `ivf` with and `hnsw` without it. Every kind returns the exact inner products of
+the items it finds (rescored from the stored vectors when transformed).
 
 Defaults (`from_vectors`): nlist = 4√N for N ≤ 250k, 2√N above (fewer cells keep the k-means
-at 1M items within a minute on 2 cores; trained on ≤ 64 points a cell), m = 32,
-ef_construction = 40 (half the build time of 80 for < 0.01 recall). `nprobe` and `ef_search`
+cheap at 1M items; it trains on ≤ 64 points a cell), m = 32, ef_construction = 40 (half the
+build time of 80; the calibrated efSearch makes up the recall). `nprobe` and `ef_search`
 left at None are *calibrated* at build time: the smallest value on a ×1.5 grid whose recall@10
 against exact search reaches `target_recall` (0.95) + 0.015 (sampling noise) on 512 sample
 queries: the model's own users in `build`; in `from_vectors` `queries`, else Gaussian queries
