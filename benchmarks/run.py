@@ -67,7 +67,7 @@ import peers  # noqa: E402  (benchmarks/peers.py, next to this file)
 
 from multirec.baselines import EASERecommender, LightFMRecommender, PopularityRecommender, RandomRecommender
 from multirec.data import FeatureMatrix, InteractionData
-from multirec.errors import DataError
+from multirec.errors import DataError, MultirecError
 from multirec.evaluation import evaluate
 from multirec.splits import Split, cold_item_split, random_split, train_valid_split
 
@@ -138,8 +138,13 @@ def load_data(name: str, data_dir: str | None, quick: bool) -> InteractionData:
     kwargs = dict(kwargs)
     set_name = kwargs.pop("name")
     try:
-        return _as_data(mod.load(set_name, data_dir=data_dir, **kwargs))
-    except (DataError, KeyError, OSError) as exc:
+        try:
+            return _as_data(mod.load(set_name, data_dir=data_dir, **kwargs))
+        except TypeError:  # a single-set loader without a name argument
+            if set_name is not None:
+                raise
+            return _as_data(mod.load(data_dir=data_dir, **kwargs))
+    except (MultirecError, KeyError, OSError) as exc:  # DatasetError: missing files, unknown set
         raise Unavailable(f"{name} not available: {exc}") from exc
 
 

@@ -227,6 +227,18 @@ def test_run_unavailable_dataset_is_reported_not_raised(tmp_path):
     assert json.loads((tmp_path / "no-such-set.json").read_text())["skipped_dataset"]
 
 
+def test_run_registered_loader_without_its_files_is_reported(tmp_path):
+    bench = _script("run")
+    assert {"ml-100k", "synthetic", "longtail", "ml-1m", "lastfm"} <= set(bench.dataset_names())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    payload = bench.main(["--dataset", "ml-1m", "--data-dir", str(empty), "--quick", "--out", str(tmp_path)])
+    assert payload["skipped_dataset"].startswith("ml-1m not available")
+    assert "ratings.dat" in payload["skipped_dataset"]  # the loader's own message: what is missing
+    payload = bench.main(["--dataset", "ml-20m", "--data-dir", str(empty), "--quick", "--out", str(tmp_path)])
+    assert payload["skipped_dataset"].startswith("ml-20m not available")
+
+
 def test_run_longtail_runs_or_is_reported_missing(tmp_path):
     pytest.importorskip("implicit")
     bench = _script("run")
