@@ -88,8 +88,10 @@ def _sort_key(token: str | int) -> tuple[str, str | int]:
 class TagEncoder(Encoder):
     """Weighted mean of learned tag embeddings (`nn.EmbeddingBag(mode="sum")`) + a count term.
 
-    Raw items: a list/tuple/set of str or int tokens (repeats add up), a single str (one
-    tag), or a dict {token: weight >= 0}. An empty list gives the zero vector.
+    Raw items: a list/tuple/set/1-D array of str or int tokens (repeats add up; 1 and "1"
+    are different tokens), a single str or int (one tag), or a dict {token: weight >= 0}.
+    An empty list gives the zero vector (multirec treats only None as missing content; a
+    None item given to `encode` directly is an error).
 
     The vocabulary is built from the items the encoder first sees: `fit_vocabulary(items)`,
     or automatically by `encode_all` / `encode_iter` over all their items (what multirec's
@@ -108,8 +110,8 @@ class TagEncoder(Encoder):
             features), "sqrt" (divided by their L2 norm: 1/sqrt(n) each for n plain tags) or
             "none" (raw weights: a sum).
         count_feature: add `log1p(n_tags) * c` with a learned vector `c`, so the number of
-            tags is not lost by "sum" normalisation (n_tags: the total weight of the known
-            tokens; 0 for an empty item, which stays the zero vector).
+            tags is not lost by "sum" normalisation (n_tags: the total weight of the tokens
+            kept, the OOV row's included; 0 for an empty item, which stays the zero vector).
         oov: "bucket" (unknown/rare tokens share one learned row) or "ignore".
         trainable: whether the embeddings get gradients (multirec then fine-tunes them).
         seed: seed of the N(0, init_std) initialisation (deterministic tables).
