@@ -274,7 +274,7 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
 MODEL_DEFAULTS: dict[str, Any] = {
     "encoders": None, "dim": 64, "fusion": "sum", "cf": True, "use_id_embeddings": True,
     "use_user_cf": True, "item_item": "auto", "item_item_l2": None, "encode_batch_size": 32,
-    "cache_dir": None}
+    "cache_dir": None, "on_error": "raise"}
 
 
 @dataclass
@@ -292,6 +292,7 @@ class ModelConfig:
     encode_batch_size: int
     cache_dir: Any
     train: TrainConfig
+    on_error: str = "raise"  # unreadable content: "raise" or "skip" (treated as missing)
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> ModelConfig:
@@ -319,11 +320,13 @@ class ModelConfig:
         for name in ("use_id_embeddings", "use_user_cf"):
             if not isinstance(p[name], (bool, np.bool_)):
                 raise ConfigError(f"{name} must be True or False, got {p[name]!r}")
+        if p["on_error"] not in ("raise", "skip"):
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {p['on_error']!r}")
         return cls(encoders=p["encoders"], dim=int(p["dim"]), fusion=p["fusion"], cf=cf,
                    use_id_embeddings=bool(p["use_id_embeddings"]), use_user_cf=bool(p["use_user_cf"]),
                    item_item=p["item_item"], item_item_l2=l2,
                    encode_batch_size=int(p["encode_batch_size"]), cache_dir=p["cache_dir"],
-                   train=train)
+                   train=train, on_error=p["on_error"])
 
     def to_dict(self, encoder_configs: dict[str, Any] | None = None,
                 item_item_l2: float | None = None) -> dict[str, Any]:
@@ -340,5 +343,5 @@ class ModelConfig:
             "item_item_l2": self.item_item_l2 if item_item_l2 is None else item_item_l2,
             "encode_batch_size": self.encode_batch_size,
             "cache_dir": None if self.cache_dir is None else os.fspath(self.cache_dir),
-            **self.train.to_dict(),
+            "on_error": self.on_error, **self.train.to_dict(),
         }

@@ -134,12 +134,23 @@ def encode(run: FitRun) -> None:
     if unused:
         warnings.warn(f"the data has content for {unused} but no encoder is given for it, so it "
                       f"is not used; pass encoders={{{unused[0]!r}: ...}}", stacklevel=4)
+    report: dict[str, list[Any]] = {}
     for m, enc in run.encoders.items():
         if hasattr(enc, "fit_vocabulary") and not getattr(enc, "fitted", False):  # learn a vocabulary
             enc.fit_vocabulary([x for x in data.content[m] if x is not None])
+        failed: list[int] = []
         run.content[m], run.has[m] = encode_content(
             enc, data.content[m], batch_size=p.encode_batch_size, cache=p.cache_dir,
-            show_progress=p.train.show_progress, modality=m)
+            show_progress=p.train.show_progress, modality=m, on_error=p.on_error, failed=failed,
+            ids=data.items.to_list())
+        if failed:
+            report[m] = list(data.items.ids(np.asarray(failed)))
+    if report:
+        total = sum(len(v) for v in report.values())
+        warnings.warn(f"{total} item(s) had unreadable content and are treated as missing that "
+                      f"modality ({ {m: len(v) for m, v in report.items()} }); the item IDs are in "
+                      "model.content_report_", stacklevel=4)
+    run.resolved["content_report"] = report
 
 
 def collaborative(run: FitRun) -> None:

@@ -60,6 +60,9 @@ class MultimodalRecommender(nn.Module):
         item_item_l2: EASE's L2 penalty λ; None picks it on the validation interactions.
         encode_batch_size: batch size for content encoding.
         cache_dir: embedding cache directory (None: no cache).
+        on_error: "raise" (default) or "skip": an unreadable image/audio file is then treated
+            as a missing modality of that item, with one warning; `content_report_` lists the
+            item IDs per modality.
         **train: any `TrainConfig` field (epochs, lr, negatives, seed, device, num_threads, ...).
     """
 
@@ -135,6 +138,7 @@ class MultimodalRecommender(nn.Module):
         self.modalities_ = list(fitted.encoder_configs)
         self.history_ = fitted.history
         self.fit_config_ = fitted.fit_config
+        self.content_report_ = dict(fitted.fit_config.get("content_report", {}))
         self.scorer_ = Scorer(self.network, self.item_item_)
         self.index_ = None  # an index of a previous fit is stale
 
