@@ -242,3 +242,12 @@ def test_encode_all_shards_across_two_gloo_ranks(tmp_path):
     assert "cache=" in e0  # sharding without a shared cache is refused
     alone = TagEncoder(dim=4, device="cpu").fit_vocabulary(_SHARD_ITEMS)
     assert alone.encode_all(_SHARD_ITEMS, shard=True, show_progress=False).shape == (25, 4)
+
+
+def test_encode_iter_does_not_leak_inference_mode_to_the_caller():
+    enc = _enc().fit_vocabulary(ITEMS)
+    modes = [torch.is_inference_mode_enabled()
+             for _ in enc.encode_iter(ITEMS, batch_size=2, show_progress=False)]
+    assert modes == [False, False, False]
+    vecs = enc.encode_all(ITEMS, show_progress=False)
+    assert not vecs.requires_grad and torch.equal(vecs, enc.encode(ITEMS).detach())
