@@ -3,7 +3,7 @@
     >>> from multirec import InteractionData, MultimodalRecommender
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .data import InteractionData  # noqa: E402
 from .model import MultimodalRecommender  # noqa: E402
