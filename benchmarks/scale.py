@@ -333,6 +333,9 @@ def _markdown(payload: dict[str, Any], retrieval: list[dict[str, Any]]) -> str:
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['dist']} | {r['kind']} | {r['build_s']:.1f} | {r['recall_at_10']:.3f} "
                   f"| {r['single_ms']:.3f} | {r['batch_ms']:.1f} |" for r in retrieval]
+        if retrieval[0]["size"] < 1_000_000:
+            lines += ["", "No 1M-item row in retrieval.json yet: `python benchmarks/retrieval.py "
+                      "--sizes 1000000 --merge` (or this script with `--retrieval`) adds it."]
     else:
         lines.append("Retrieval at 1M items: no 1M row in benchmarks/results/retrieval.json; run "
                      "`python benchmarks/retrieval.py --sizes 1000000 --merge` (or this script with "
