@@ -279,8 +279,9 @@ def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | Non
 
 
 # ------------------------------------------------------------------------------ output
-_HEAD = ("| n_items | users | train nnz | method | status | fit s | s/epoch | epochs | peak RSS MB "
-         "| item-item | NDCG@10 | fit × LightFM | NDCG × LightFM | recommend 1 user ms (exact / hnsw) "
+_HEAD = ("| n_items | users | train nnz | method | status | fit s | s/epoch | epochs "
+         "| peak RSS MB (at fit end) | item-item | NDCG@10 | fit × LightFM | NDCG × LightFM "
+         "| recommend 1 user ms (exact / hnsw) "
          "| 1,000 users ms (exact / hnsw) | hnsw build s |")
 
 
@@ -295,7 +296,9 @@ def _line(r: dict[str, Any]) -> str:
         st += f" (in {r.get('killed_in_stage')}, {r.get('epochs_done', 0)} epochs done)"
     return (f"| {r['n_items']:,} | {_f(r, 'n_users', '{:,}')} | {_f(r, 'n_train', '{:,}')} "
             f"| {r['method']} | {st} | {_f(r, 'fit_seconds')} | {_f(r, 'seconds_per_epoch', '{:.2f}')} "
-            f"| {_f(r, 'epochs', '{}')} | {_f(r, 'peak_rss_mb', '{:.0f}')} | {r.get('item_item', '–')} "
+            f"| {_f(r, 'epochs', '{}')} "
+            f"| {_f(r, 'peak_rss_mb', '{:.0f}')} ({_f(r, 'fit_peak_rss_mb', '{:.0f}')}) "
+            f"| {r.get('item_item', '–')} "
             f"| {_f(r, 'ndcg_at_10', '{:.4f}')} | {_f(r, 'fit_vs_lightfm', '{:.2f}')} "
             f"| {_f(r, 'ndcg_vs_lightfm', '{:.2f}')} "
             f"| {_f(r, 'rec1_exact_ms', '{:.2f}')} / {_f(r, 'rec1_hnsw_ms', '{:.2f}')} "
@@ -319,7 +322,8 @@ def _markdown(payload: dict[str, Any], retrieval: list[dict[str, Any]]) -> str:
         f"{c.get('load_avg_end', float('nan')):.1f} at end), started {c['started_utc']} UTC. "
         "Data: `make_longtail(n_items // 2, n_items, interactions_per_user=50)`, random 80/20 "
         "split. Every cell is one fit in a fresh subprocess; peak RSS is that process's "
-        "maximum (data generation included); fit s excludes data generation; s/epoch is the "
+        "maximum (imports and data included; evaluation and latency runs too), in brackets its "
+        "peak when the fit returned; fit s excludes data generation; s/epoch is the "
         "tower training time / epochs (multirec) or fit s / 20 (LightFM). LightFM "
         "`recommend` = `score_users` + top-10. Ratios are vs the LightFM row of the same "
         "size (CF-only vs WARP, tags + text vs WARP + tag features).", "",
