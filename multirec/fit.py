@@ -131,7 +131,7 @@ def encode(run: FitRun) -> None:
         raise DataError(f"encoders given for modalities {missing} but the data has content for "
                         f"{data.modalities}; pass item_content={{{missing[0]!r}: ...}} to the data")
     unused = [m for m in data.content if m not in run.encoders]
-    if unused:
+    if unused and run.encoders:  # no encoders at all: collaborative filtering, on purpose
         warnings.warn(f"the data has content for {unused} but no encoder is given for it, so it "
                       f"is not used; pass encoders={{{unused[0]!r}: ...}}", stacklevel=4)
     report: dict[str, list[Any]] = {}
