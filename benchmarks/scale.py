@@ -16,7 +16,8 @@ its fit returned), with OMP/MKL/OpenBLAS threads and `torch.set_num_threads` all
     LightFM WARP + tags         the same with use_item_features=True (the "tag:" item features)
 
 → fit seconds, seconds per epoch and epochs (`history_`), the item-item kind (`fit_config_`),
-NDCG@10 on the test split (`evaluate`), `recommend` latency for 1 user and for 1,000 users
+NDCG@10 on the test split (`evaluate`; at most --eval-users test users, a seeded sample
+above that), `recommend` latency for 1 user and for 1,000 users
 (median of repeats) exact and after `build_index("hnsw")` (multirec; LightFM: `score_users`
 + top-10), and ratios vs the matching LightFM row. Data generation and the split are not
 in the fit seconds (they are in the peak RSS: the data lives in the process).
@@ -75,7 +76,8 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
     return 1000.0 * statistics.median(times)
 
 
-def _worker(method: str, n_items: int, threads: int, seed: int, partial: Path, repeats: int) -> None:
+def _worker(method: str, n_items: int, threads: int, seed: int, partial: Path, repeats: int,
+            eval_users: int) -> None:
     """One measurement; writes its (growing) result dict to `partial` after every stage."""
     import numpy as np
     import torch
@@ -83,7 +85,7 @@ def _worker(method: str, n_items: int, threads: int, seed: int, partial: Path, r
     torch.set_num_threads(threads)
     from multirec.datasets.longtail import make_longtail
     from multirec.evaluation import evaluate
-    from multirec.splits import random_split
+    from multirec.splits import Split, random_split
 
     spec = METHODS[method]
     res: dict[str, Any] = {"stage": "data"}
@@ -140,6 +142,11 @@ def _worker(method: str, n_items: int, threads: int, seed: int, partial: Path, r
     save()
 
     t = time.perf_counter()
+    test_users = np.unique(split.test.user_index)
+    if len(test_users) > eval_users:  # a seeded sample of the test users (large sizes)
+        keep = np.random.default_rng(seed).choice(test_users, eval_users, replace=False)
+        split = Split(split.train, split.test.subset(np.isin(split.test.user_index, keep)), split.kind)
+    res["eval_users"] = int(min(len(test_users), eval_users))
     res["ndcg_at_10"] = float(evaluate(model, split, k=10)["ndcg"])
     res["eval_seconds"] = time.perf_counter() - t
     res["stage"] = "latency"
@@ -187,7 +194,8 @@ def _measure(method: str, n_items: int, args: argparse.Namespace) -> dict[str, A
                    OPENBLAS_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1")
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method,
                "--sizes", str(n_items), "--threads", str(args.threads), "--seed", str(args.seed),
-               "--repeats", str(args.repeats), "--partial", str(partial)]
+               "--repeats", str(args.repeats), "--eval-users", str(args.eval_users),
+               "--partial", str(partial)]
         err = open(Path(tmp) / "stderr", "w+")  # noqa: SIM115 (closed below, after the wait loop)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         start, killed, rusage, status = time.time(), False, None, 0
@@ -211,7 +219,11 @@ def _measure(method: str, n_items: int, args: argparse.Namespace) -> dict[str, A
     row.pop("fit_started", None)
     row["peak_rss_mb"] = rusage.ru_maxrss / 1024.0  # KiB → MiB, this child alone
     row["wall_seconds"] = time.time() - start
-    if killed:
+    if killed and "fit_seconds" in res:  # the fit finished; evaluation or latency did not
+        cap = 3 * args.max_minutes + 10
+        row["status"] = f"fit ok; {res.get('stage')} not finished (run killed at {cap:g} min)"
+        row["killed_in_stage"] = res.get("stage")
+    elif killed:
         row["status"] = f"not finished within {args.max_minutes:g} min"
         row["killed_in_stage"] = res.get("stage")
     elif res.get("stage") != "done":
@@ -255,7 +267,8 @@ def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | Non
     """Measure every (size, method) in a subprocess; `on_row(payload)` after each row."""
     payload: dict[str, Any] = {"rows": [], "config": {"argv": argv,
         "sizes": args.sizes, "threads": args.threads, "max_minutes": args.max_minutes,
-        "seed": args.seed, "repeats": args.repeats, "interactions_per_user": 50,
+        "seed": args.seed, "repeats": args.repeats, "eval_users": args.eval_users,
+        "interactions_per_user": 50,
         "users_per_item": 0.5, "test_fraction": 0.2, "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0],
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "git_head": _git_head()}}
@@ -324,7 +337,8 @@ def _markdown(payload: dict[str, Any], retrieval: list[dict[str, Any]]) -> str:
         "split. Every cell is one fit in a fresh subprocess; peak RSS is that process's "
         "maximum (imports and data included; evaluation and latency runs too), in brackets its "
         "peak when the fit returned; fit s excludes data generation; s/epoch is the "
-        "tower training time / epochs (multirec) or fit s / 20 (LightFM). LightFM "
+        "tower training time / epochs (multirec) or fit s / 20 (LightFM); NDCG@10 over at most "
+        f"{c.get('eval_users', 10000):,} test users (a seeded sample above). LightFM "
         "`recommend` = `score_users` + top-10. Ratios are vs the LightFM row of the same "
         "size (CF-only vs WARP, tags + text vs WARP + tag features).", "",
         _HEAD, "|" + "---|" * (_HEAD.count("|") - 1)]
@@ -411,6 +425,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-minutes", type=float, default=30.0, help="time limit of one fit")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--repeats", type=int, default=50, help="timed 1-user recommend calls")
+    ap.add_argument("--eval-users", type=int, default=10000,
+                    help="NDCG@10 on at most this many test users (a seeded sample above it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retrieval", action="store_true",
                     help="first run benchmarks/retrieval.py --sizes 1000000 --merge into --out")
@@ -423,7 +439,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.size == "tiny":
         args.sizes = TINY
     for name, v in (("--sizes", min(args.sizes)), ("--threads", args.threads),
-                    ("--repeats", args.repeats)):
+                    ("--repeats", args.repeats), ("--eval-users", args.eval_users)):
         if v < 1:
             ap.error(f"{name} must be >= 1, got {v}")
     if min(args.sizes) < 20:
@@ -437,7 +453,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     raw = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(raw)
     if args.worker:
-        _worker(args.worker, args.sizes[0], args.threads, args.seed, Path(args.partial), args.repeats)
+        _worker(args.worker, args.sizes[0], args.threads, args.seed, Path(args.partial), args.repeats,
+                args.eval_users)
         return {}
     out = Path(args.out)
     if args.retrieval:
