@@ -307,7 +307,9 @@ def _batch_loss(run: _Run, u: np.ndarray) -> torch.Tensor:
     bag = sparse_bag(hist[:, pool], device)  # (B, P) sparse
     ii = None
     if run.item_item is not None and run.net.use_item_item:
-        ii = torch.from_numpy(run.item_item.scores_at(hist, pool)).to(device)  # (B, P)
+        ii = (run.item_item.scores(hist) if sampled is None  # the pool is the catalogue
+              else run.item_item.scores_at(hist, pool))
+        ii = torch.from_numpy(ii).to(device)  # (B, P)
     use_cf = torch.rand(len(u), generator=run.gen) >= cfg.user_cf_dropout  # (B,)
     logits = run.model(torch.from_numpy(u).to(device), bag, torch.from_numpy(pool).to(device),
                        ii=ii, drop_p=run.drop_p, use_cf=use_cf.to(device))  # (B, P)
