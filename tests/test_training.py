@@ -12,6 +12,7 @@ import torch
 
 import encoders.precomputed  # noqa: F401  (registers "precomputed")
 from multirec.checkpoint import checkpoint_path
+from multirec.config import NetworkConfig
 from multirec.data import InteractionData
 from multirec.errors import ConfigError, ModelFileError, TrainingDivergedError
 from multirec.model import MultimodalRecommender
@@ -50,7 +51,8 @@ def planted_problem(n_users: int = 150, n_items: int = 80, seed: int = 0):
 def planted_net(train: sp.csr_matrix, content: np.ndarray, dim: int = 16, seed: int = 0) -> TwoTowerNetwork:
     """A content + ID network (no LightFM) with the planted content in its buffers."""
     torch.manual_seed(seed)
-    net = TwoTowerNetwork(train.shape[0], train.shape[1], {"vec": content.shape[1]}, None, dim=dim)
+    net = TwoTowerNetwork(NetworkConfig(n_users=train.shape[0], n_items=train.shape[1],
+                                        content_dims={"vec": content.shape[1]}, dim=dim))
     with torch.no_grad():
         net.content_vec.copy_(torch.from_numpy(content))
         net.has_vec.fill_(True)
