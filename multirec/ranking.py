@@ -79,18 +79,10 @@ def masked_scores(scores: np.ndarray, exclude: sp.spmatrix | None = None,
     return s
 
 
-def _top_k_index_ties(s: np.ndarray, k: int) -> np.ndarray:  # (U, k) ties by lower column
-    n_users, n = s.shape
-    if k == n:
-        return np.argsort(-s, axis=1, kind="stable")
-    part = np.argpartition(-s, k - 1, axis=1)[:, k - 1:k]  # (U, 1) position of the k-th best
-    kth = np.take_along_axis(s, part, 1)  # (U, 1) k-th largest score
-    above, tied = s > kth, s == kth
-    need = k - above.sum(1, keepdims=True)  # tied items that still fit
-    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))  # exactly k per row
-    idx = np.nonzero(chosen)[1].reshape(n_users, k)  # ascending column per row
-    order = np.argsort(-np.take_along_axis(s, idx, 1), axis=1, kind="stable")
-    return np.take_along_axis(idx, order, 1)
+def _tie_rank(n: int, seed: int) -> np.ndarray:  # (n,) position of each item in the tie order
+    rank = np.empty(n, np.int64)
+    rank[tie_order(n, seed)] = np.arange(n)
+    return rank
 
 
 def topk(scores: np.ndarray, k: int, *, exclude: sp.spmatrix | None = None,
@@ -99,16 +91,32 @@ def topk(scores: np.ndarray, k: int, *, exclude: sp.spmatrix | None = None,
     """Best `k` items per row, best first: `(indices, scores)`, -1 / -inf where nothing is left.
 
     `k` is capped at the number of items. `masked=True` says `scores` already went through
-    `masked_scores` (no copy, no checks).
+    `masked_scores` (no copy, no checks). Cost: one argpartition per row; rows whose k-th
+    score is tied with items outside the top k (rare for real models, every row for a
+    constant scorer) are resolved exactly in the tie order.
     """
     k = check_k(k)
     s = scores if masked else masked_scores(scores, exclude, candidates)
-    n = s.shape[1]
+    n_users, n = s.shape
     k = min(k, n)
     if n == 0:
-        return np.zeros((len(s), 0), np.int64), np.zeros((len(s), 0))
-    order = tie_order(n, seed)
-    top = order[_top_k_index_ties(s[:, order], k)]  # ties in the seeded random order
+        return np.zeros((n_users, 0), np.int64), np.zeros((n_users, 0))
+    rank = _tie_rank(n, seed)
+    if k == n:
+        top = np.lexsort((np.broadcast_to(rank, s.shape), -s), axis=1)
+    else:
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]  # (U, k) unordered
+        vals = np.take_along_axis(s, top, 1)
+        kth = vals.min(1, keepdims=True)  # (U, 1) k-th largest score
+        boundary = (s == kth).sum(1) > (vals == kth).sum(1)  # ties cut by the top k
+        for r in np.flatnonzero(boundary):
+            row = s[r]
+            above = np.flatnonzero(row > kth[r, 0])
+            tied = np.flatnonzero(row == kth[r, 0])
+            tied = tied[np.argsort(rank[tied], kind="stable")][: k - above.size]
+            top[r] = np.concatenate([above, tied])
+        order = np.lexsort((rank[top], -np.take_along_axis(s, top, 1)), axis=1)
+        top = np.take_along_axis(top, order, 1)
     vals = np.take_along_axis(s, top, 1)
     return np.where(vals > -np.inf, top, -1), vals
 
