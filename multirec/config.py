@@ -188,7 +188,7 @@ class CFConfig:
     default; LightFM's parallel updates are lock-free).
     """
 
-    no_components: int = 64
+    no_components: int = 32
     loss: str = "warp"
     learning_rate: float = 0.05
     epochs: int = 20
