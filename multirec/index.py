@@ -31,8 +31,8 @@ left at None are *calibrated* at build time: the smallest value on a ×1.5 grid 
 against exact search reaches `target_recall` (0.95) + 0.015 (sampling noise) on 512 sample
 queries: the model's own users in `build`; in `from_vectors` `queries`, else Gaussian queries
 with the items' per-dimension mean and spread. `params["estimated_recall"]` records it.
-At 1M items on 2 threads (benchmarks/results/retrieval.md): "hnsw" builds in ~2.5 min and
-answers in ~0.2 ms at recall@10 ≥ 0.97; "ivf" builds in under a minute and serves a fitted
+At 1M items on 2 threads (benchmarks/results/retrieval.md): "hnsw" builds in 2.5–4.5 min and
+answers in 0.2–1.7 ms at recall@10 ≥ 0.975; "ivf" builds in under a minute and serves a fitted
 model's vectors at 0.7 ms, but long-tailed norms defeat its cells at that size (calibration
 then probes every cell: exact, 13 ms). Prefer "hnsw" unless the build time matters most.
 
