@@ -197,8 +197,8 @@ def _markdown(payload: dict[str, Any]) -> str:
         "# Retrieval: ItemIndex flat / ivf / hnsw",
         "",
         f"`python benchmarks/retrieval.py --sizes {' '.join(map(str, c['sizes']))} --dim {c['dim']} "
-        f"--threads {c['threads']}`; FAISS {c['faiss']}, {c['threads']} thread(s) (rows from merged runs say "
-        "their own when not 1), {c['queries']} queries, "
+        f"--threads {c['threads']}` (merged runs: 1 FAISS thread unless the kind says otherwise); "
+        f"FAISS {c['faiss']}, {c['queries']} queries, "
         f"top-10, {c['cpu_count']} cores shared with other jobs (load average {c['load_avg_start']:.1f} "
         f"at the start, {c.get('load_avg_end', float('nan')):.1f} at the end): wall times are inflated "
         "by the sharing, CPU times (of this process / thread) are not. Recall@10 is against exact "
