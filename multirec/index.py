@@ -64,28 +64,29 @@ import scipy.sparse as sp
 import torch
 
 from .errors import ConfigError, DataError, MissingBackendError, ModelFileError
-from .model import MultimodalRecommender
 from .progress import progress
 
 __all__ = ["ItemIndex", "KINDS", "item_vectors", "mips_transform"]
+
+_MARKER = "multirec.ItemIndex"  # the kind of save named in the pointer file
 
 
 # ====================================================================== model adapter
 # Everything this module needs from a fitted model, in one place: its public scoring API
 # (`model.scorer_`, a `multirec.scoring.Scorer`: retrieval head, queries, item-item scores,
 # calibration) and the catalogue helpers. `_item_item_term` is the one line that still knows
-# the tower layout (`ii_scale`, `memory`); io's `_sha256` is its alias kept for this module.
+# the tower layout (`ii_scale`, `memory`).
+from ._files import atomic_directory, current_version, sha256_file  # noqa: E402
 from .catalogue import history_matrix, ids_with_pad  # noqa: E402
-from .io import _sha256, atomic_directory  # noqa: E402
 from .ranking import topk  # noqa: E402
 from .scoring import binary  # noqa: E402
 
 
 def _check_fitted(model: Any) -> None:
-    if not isinstance(model, MultimodalRecommender):
+    if not callable(getattr(model, "check_fitted", None)):
         raise ConfigError(f"expected a fitted MultimodalRecommender, got {type(model).__name__}; "
                           "for other vectors use ItemIndex.from_vectors(vectors)")
-    model._check_fitted()  # NotFittedError that says to call fit() / from_pretrained()
+    model.check_fitted()  # NotFittedError that says to call fit() / from_pretrained()
 
 
 def _head(model: Any, rows: np.ndarray | None = None) -> np.ndarray:  # (N, D) float32
@@ -696,8 +697,12 @@ class ItemIndex:
         return idx, val
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | os.PathLike) -> None:
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Save to `directory` atomically: index.faiss (FAISS's own format) + index.json.
+
+        Crash-safe like a model save (`multirec._files`): a new `version-<id>/` folder and an
+        atomically switched pointer; a non-empty folder that holds no index is refused, a
+        previous index is replaced only with `overwrite=True`, other files are never deleted.
 
         Format 2 records the MIPS→L2 transform (`params["transform"]`, `params["max_norm2"]`);
         the exact item vectors of a transformed index are its stored ones minus the last
@@ -706,7 +711,7 @@ class ItemIndex:
         from . import __version__
 
         faiss = _faiss()
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, overwrite=overwrite, marker=_MARKER) as tmp:
             faiss.write_index(self._index, str(tmp / _INDEX_FILE))
             meta = {
                 "format": "multirec.ItemIndex",
@@ -720,7 +725,7 @@ class ItemIndex:
                 "params": self._params,
                 "check": None if self._check is None else {
                     "rows": self._check[0].tolist(), "vectors": self._check[1].tolist()},
-                "files": {_INDEX_FILE: _sha256(tmp / _INDEX_FILE)},
+                "files": {_INDEX_FILE: sha256_file(tmp / _INDEX_FILE)},
             }
             (tmp / _META_FILE).write_text(json.dumps(meta, indent=2))
 
@@ -732,6 +737,7 @@ class ItemIndex:
         indexes, loaded as such); newer formats raise `ModelFileError` saying to upgrade.
         """
         root = Path(directory)
+        root = current_version(root, _MARKER) or root  # flat folders: saves before the pointer
         meta_path = root / _META_FILE
         if not meta_path.is_file():
             raise ModelFileError(f"{str(root)!r} is not a saved item index (no {_META_FILE}); "
@@ -752,7 +758,7 @@ class ItemIndex:
         if not path.is_file():
             raise ModelFileError(f"{str(path)!r} is missing; the saved index is incomplete")
         files = meta.get("files")
-        if not isinstance(files, dict) or _sha256(path) != files.get(_INDEX_FILE):
+        if not isinstance(files, dict) or sha256_file(path) != files.get(_INDEX_FILE):
             raise ModelFileError(f"{str(path)!r} does not match its checksum in {_META_FILE}: the "
                                  "file is corrupt or was modified. Rebuild and save the index.")
         faiss = _faiss()

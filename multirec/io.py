@@ -25,8 +25,6 @@ import inspect
 import json
 import os
 import re
-import shutil
-import uuid
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,6 @@ from ._files import (
     current_version,
     read_file,
     safe_child,
-    sha256_file,
     verify_manifest,
     write_manifest,
 )
@@ -51,7 +48,7 @@ from .history import History
 from .idmap import IdMap
 from .network import TwoTowerNetwork
 
-__all__ = ["save_model", "load_model", "read_config", "check_save_target", "atomic_directory",
+__all__ = ["save_model", "load_model", "read_config", "check_save_target",
            "FORMAT_VERSION", "MARKER"]
 
 FORMAT_VERSION = 2
@@ -65,39 +62,6 @@ _NETWORK_KEYS = {"n_users", "n_items", "content_dims", "cf_dim", "dim", "fusion"
                  "use_user_cf", "item_item", "finetuned"}
 _MAX_SIZE = 2**31  # users / items one network holds
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
-_sha256 = sha256_file  # used by multirec.index until it moves to multirec._files
-
-
-class atomic_directory:  # noqa: N801 - legacy, for multirec.index only; use _files.atomic_directory
-    """Replace `target` by a temporary sibling directory (multirec.index's format-1 layout).
-
-    Deprecated: it replaces the whole directory (deleting what else was in it); new code uses
-    `multirec._files.atomic_directory`, which never does.
-    """
-
-    def __init__(self, target: str | os.PathLike) -> None:
-        self.target = Path(target)
-        self.tmp = self.target.parent / f".{self.target.name}.tmp-{uuid.uuid4().hex[:8]}"
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir()
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        backup = None
-        if self.target.exists():
-            if not self.target.is_dir():
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                raise ModelFileError(f"{str(self.target)!r} exists and is not a directory")
-            backup = self.target.parent / f".{self.target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.target, backup)
-        os.replace(self.tmp, self.target)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
 
 
 # ====================================================================== saving

@@ -148,8 +148,6 @@ class MultimodalRecommender(nn.Module):
             raise NotFittedError("this MultimodalRecommender is not fitted yet; call fit(data) "
                                  "or MultimodalRecommender.from_pretrained(path)")
 
-    _check_fitted = check_fitted  # TEMP: index.py until it moves to scoring
-
     @property
     def device(self) -> torch.device:
         return self.network.global_bias.device

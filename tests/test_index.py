@@ -191,14 +191,38 @@ def test_search_overfetch_padding_and_bias():
 
 
 # ---------------------------------------------------------------------- persistence
+def _saved(directory):
+    """The version folder an index save points at."""
+    from multirec._files import current_version
+
+    return current_version(directory, "multirec.ItemIndex")
+
+
+def test_index_save_never_deletes_user_files(models, tmp_path):
+    index = ItemIndex.build(models["plain"], "flat")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ModelFileError, match="mine"):
+        index.save(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    index.save(tmp_path / "ix")
+    with pytest.raises(ModelFileError, match="overwrite"):
+        index.save(tmp_path / "ix")
+    (tmp_path / "ix" / "notes.txt").write_text("mine too")
+    index.save(tmp_path / "ix", overwrite=True)
+    assert (tmp_path / "ix" / "notes.txt").read_text() == "mine too"
+    assert len(ItemIndex.load(tmp_path / "ix")) == len(index)
+
+
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_save_load_round_trip(models, kind, tmp_path):
     model = models["plain"]
     index = ItemIndex.build(model, kind, nlist=4, nprobe=2) if kind == "ivf" else ItemIndex.build(model, kind)
     index.save(tmp_path / "ix")
-    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == ["index.faiss", "index.json"]
+    assert sorted(p.name for p in _saved(tmp_path / "ix").iterdir()) == ["index.faiss", "index.json"]
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir())[0] == "multirec.json"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
-    for p in (tmp_path / "ix").iterdir():
+    for p in _saved(tmp_path / "ix").iterdir():
         assert b"\x80\x04" not in p.read_bytes()[:2], "pickle header found"
     loaded = ItemIndex.load(tmp_path / "ix", num_threads=1)
     assert (loaded.kind, loaded.dim, len(loaded), loaded.params) == (
@@ -207,7 +231,7 @@ def test_save_load_round_trip(models, kind, tmp_path):
     b = loaded.recommend(model, USERS, n=10)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
-    index.save(tmp_path / "ix")  # overwrite in place
+    index.save(tmp_path / "ix", overwrite=True)  # replace the previous index
     ItemIndex.load(tmp_path / "ix")
     if kind == "flat":  # a saved index serves the saved-and-reloaded model
         model.save_pretrained(tmp_path / "m")
@@ -221,13 +245,13 @@ def test_load_errors(models, tmp_path):
     with pytest.raises(ModelFileError, match="index.json"):
         ItemIndex.load(tmp_path / "nothing")
     index.save(tmp_path / "ix")
-    path = tmp_path / "ix" / "index.faiss"
+    path = _saved(tmp_path / "ix") / "index.faiss"
     raw = bytearray(path.read_bytes())
     raw[-3] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(ModelFileError, match="checksum"):
         ItemIndex.load(tmp_path / "ix")
-    (tmp_path / "ix" / "index.json").write_text("{not json")
+    (_saved(tmp_path / "ix") / "index.json").write_text("{not json")
     with pytest.raises(ModelFileError, match="corrupt"):
         ItemIndex.load(tmp_path / "ix")
 
@@ -414,7 +438,7 @@ def test_save_load_round_trip_of_the_transform(kind, tmp_path):
     q = np.random.default_rng(8).normal(size=(50, 16)).astype(np.float32)
     index = ItemIndex.from_vectors(x, kind, transform=True, num_threads=1)
     index.save(tmp_path / "ix")
-    meta = json.loads((tmp_path / "ix" / "index.json").read_text())
+    meta = json.loads((_saved(tmp_path / "ix") / "index.json").read_text())
     assert meta["format_version"] == 2 and meta["dim"] == 16
     assert meta["transform"]["max_norm2"] == pytest.approx(float((x.astype(np.float64) ** 2).sum(1).max()))
     loaded = ItemIndex.load(tmp_path / "ix", num_threads=1)
@@ -430,7 +454,7 @@ def test_old_format_loads_as_inner_product_and_newer_formats_raise(models, tmp_p
     model = models["plain"]
     index = ItemIndex.build(model, "hnsw", ef_search=64)
     index.save(tmp_path / "ix")
-    meta_path = tmp_path / "ix" / "index.json"
+    meta_path = _saved(tmp_path / "ix") / "index.json"
     meta = json.loads(meta_path.read_text())
     assert meta["transform"] is None
     v1 = {k: v for k, v in meta.items() if k != "transform"}  # what multirec wrote before
