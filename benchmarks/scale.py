@@ -342,6 +342,10 @@ def _markdown(payload: dict[str, Any], retrieval: list[dict[str, Any]]) -> str:
         "`recommend` = `score_users` + top-10. Ratios are vs the LightFM row of the same "
         "size (CF-only vs WARP, tags + text vs WARP + tag features).", "",
         _HEAD, "|" + "---|" * (_HEAD.count("|") - 1)]
+    if "merged_from" in c:  # --merge: the other sizes come from an earlier run
+        m = c["merged_from"]
+        lines[2:2] = [f"Sizes {', '.join(f'{n:,}' for n in m['sizes'])}: `python benchmarks/scale.py "
+                      f"{m.get('argv', '')}` (started {m['started_utc']} UTC, kept by --merge).", ""]
     lines += [_line(r) for r in payload["rows"]]
     lines.append("")
     if retrieval:
