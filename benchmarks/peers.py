@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from multirec.data import InteractionData
 from multirec.errors import ConfigError, DataError, NotFittedError
+from multirec.validate import check_history_rows, check_user_indices
 
 __all__ = ["ImplicitALS", "ImplicitBPR", "CornacVBPR", "UijSampler", "bpr_fold_in", "require", "thread_limit"]
 
@@ -46,23 +47,11 @@ def _check_data(data: InteractionData) -> sp.csr_matrix:
     return x
 
 
-def _users(users: np.ndarray, n_users: int) -> np.ndarray:
-    u = np.asarray(users)
-    if u.ndim != 1 or (u.size and not np.issubdtype(u.dtype, np.integer)):
-        raise DataError(f"users must be a 1-D array of user indices, got shape {u.shape} dtype {u.dtype}")
-    if u.size and (u.min() < 0 or u.max() >= n_users):
-        raise DataError(f"user index {u[(u < 0) | (u >= n_users)][0]} is out of range 0..{n_users - 1}")
-    return u.astype(np.int64)
-
-
 def _history(history: sp.spmatrix | None, n_rows: int, n_items: int) -> sp.csr_matrix | None:
-    if history is None:
-        return None
-    if not sp.issparse(history) or history.shape != (n_rows, n_items):
-        raise DataError(f"history must be a sparse ({n_rows}, {n_items}) matrix (users, items), got "
-                        f"{type(history).__name__} of shape {getattr(history, 'shape', None)}")
-    h = sp.csr_matrix(history, dtype=np.float32, copy=True)
-    h.data[:] = 1.0
+    """Binary fold-in histories (see `multirec.validate.check_history_rows`)."""
+    h = check_history_rows(history, n_rows, n_items)
+    if h is not None:
+        h.data[:] = 1.0
     return h
 
 
@@ -126,7 +115,7 @@ class _Factors:
         """(B, n_items) float32 scores; rows with a non-empty `history` are folded in."""
         if not hasattr(self, "item_factors_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(data) first")
-        u = _users(users, self.user_factors_.shape[0])
+        u = check_user_indices(users, self.user_factors_.shape[0])
         vecs = self.user_factors_[u].copy()  # (B, k)
         h = _history(history, len(u), self.item_factors_.shape[0])
         if h is not None:

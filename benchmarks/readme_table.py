@@ -1,9 +1,9 @@
-"""Regenerate the README's MovieLens results table from benchmarks/results/movielens-100k.json.
+"""Regenerate the README's MovieLens results table from benchmarks/results/ml-100k.json.
 
     python benchmarks/readme_table.py [--json PATH] [--readme PATH] [--check]
 
 Rewrites the block between `<!-- results:start -->` and `<!-- results:end -->` in README.md
-(NDCG@10 mean ± std, ratio to the LightFM reference, fit seconds per protocol). `--check`
+(NDCG@10 mean ± std, ratio to the best peer of that protocol, fit seconds). `--check`
 exits 1 when the README is out of date instead of writing it.
 """
 
@@ -23,7 +23,7 @@ def table(payload: dict) -> str:
     summary = payload["summary"]
     protocols = list(summary)
     names = list(dict.fromkeys(n for p in protocols for n in summary[p]["means"]))  # union, in order
-    head = "| model | " + " | ".join(f"{p} NDCG@10 | {p} vs LightFM | {p} fit s" for p in protocols)
+    head = "| model | " + " | ".join(f"{p} NDCG@10 | {p} vs best peer | {p} fit s" for p in protocols)
     lines = [head + " |", "|---" * (1 + 3 * len(protocols)) + "|"]
     for name in names:
         cells = []
@@ -49,7 +49,7 @@ def render(readme: str, payload: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/movielens-100k.json")
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/ml-100k.json")
     ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
     ap.add_argument("--check", action="store_true", help="fail if the README is out of date")
     args = ap.parse_args(argv)

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from .cf import CFConfig, LightFMFactors
 from .data import InteractionData
 from .errors import DataError, NotFittedError
+from .validate import check_history_rows, check_user_indices
 
 __all__ = ["RandomRecommender", "PopularityRecommender", "LightFMRecommender", "EASERecommender"]
 
@@ -24,24 +25,6 @@ __all__ = ["RandomRecommender", "PopularityRecommender", "LightFMRecommender", "
 def _check_data(data: InteractionData) -> None:
     if not isinstance(data, InteractionData):
         raise DataError(f"fit() expects an InteractionData, got {type(data).__name__}")
-
-
-def _users(users: np.ndarray, n_users: int) -> np.ndarray:
-    u = np.asarray(users)
-    if u.ndim != 1 or (u.size and not np.issubdtype(u.dtype, np.integer)):
-        raise DataError(f"users must be a 1-D array of user indices, got shape {u.shape} dtype {u.dtype}")
-    if u.size and (u.min() < 0 or u.max() >= n_users):
-        raise DataError(f"user index {u[(u < 0) | (u >= n_users)][0]} is out of range 0..{n_users - 1}")
-    return u.astype(np.int64)
-
-
-def _history(history: sp.spmatrix | None, n_rows: int, n_items: int) -> sp.csr_matrix | None:
-    if history is None:
-        return None
-    if not sp.issparse(history) or history.shape != (n_rows, n_items):
-        raise DataError(f"history must be a sparse ({n_rows}, {n_items}) matrix (users, items), got "
-                        f"{type(history).__name__} of shape {getattr(history, 'shape', None)}")
-    return sp.csr_matrix(history, dtype=np.float32, copy=True)
 
 
 class RandomRecommender:
@@ -59,7 +42,7 @@ class RandomRecommender:
         """(B, n_items) scores in [0, 1)."""
         if not hasattr(self, "n_items_"):
             raise NotFittedError("RandomRecommender is not fitted; call fit(data) first")
-        u = _users(users, self.n_users_)
+        u = check_user_indices(users, self.n_users_)
         return np.stack([np.random.default_rng([self.seed, int(x)]).random(self.n_items_) for x in u]
                         ) if u.size else np.zeros((0, self.n_items_))
 
@@ -77,7 +60,7 @@ class PopularityRecommender:
         """(B, n_items) training counts."""
         if not hasattr(self, "counts_"):
             raise NotFittedError("PopularityRecommender is not fitted; call fit(data) first")
-        u = _users(users, self.n_users_)
+        u = check_user_indices(users, self.n_users_)
         return np.broadcast_to(self.counts_, (len(u), len(self.counts_))).copy()
 
 
@@ -105,9 +88,9 @@ class LightFMRecommender:
         if not hasattr(self, "cf_"):
             raise NotFittedError("LightFMRecommender is not fitted; call fit(data) first")
         cf = self.cf_
-        u = _users(users, cf.n_users_)
+        u = check_user_indices(users, cf.n_users_)
         scores = cf.predict(u)  # (B, n_items)
-        h = _history(history, len(u), cf.n_items_)
+        h = check_history_rows(history, len(u), cf.n_items_)
         if h is not None:
             h.data[:] = 1.0  # a plain mean over the consumed items
             n = np.asarray(h.sum(1)).ravel()  # (B,)
@@ -159,6 +142,6 @@ class EASERecommender:
         """(B, n_items) float32 scores: history @ W (training rows, or `history` when given)."""
         if not hasattr(self, "item_item_"):
             raise NotFittedError("EASERecommender is not fitted; call fit(data) first")
-        u = _users(users, self.n_users_)
-        h = _history(history, len(u), self.item_item_.n_items)
+        u = check_user_indices(users, self.n_users_)
+        h = check_history_rows(history, len(u), self.item_item_.n_items)
         return self.item_item_.scores(self.x_[u] if h is None else h)

@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .errors import ConfigError, DataError
 
 __all__ = [
     "check_n", "check_user_ids", "check_id_list", "check_items_arg", "check_content_table",
     "check_content_has_encoders", "check_query", "check_modality", "check_history",
+    "check_user_indices", "check_history_rows",
 ]
 
 _UNORDERED = (set, frozenset, Mapping)
@@ -169,3 +171,23 @@ def check_history(history: Any) -> dict[Any, list[Any]] | None:
 def _short(x: Any, limit: int = 60) -> str:
     text = repr(x)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_user_indices(users: Any, n_users: int) -> np.ndarray:
+    """User *indices* (the evaluation protocol's `score_users(users)`) as a 1-D int64 array."""
+    u = np.asarray(users)
+    if u.ndim != 1 or (u.size and not np.issubdtype(u.dtype, np.integer)):
+        raise DataError(f"users must be a 1-D array of user indices, got shape {u.shape} dtype {u.dtype}")
+    if u.size and (u.min() < 0 or u.max() >= n_users):
+        raise DataError(f"user index {u[(u < 0) | (u >= n_users)][0]} is out of range 0..{n_users - 1}")
+    return u.astype(np.int64)
+
+
+def check_history_rows(history: Any, n_rows: int, n_items: int) -> sp.csr_matrix | None:
+    """Fold-in histories `(n_rows, n_items)` as a float32 CSR copy (None stays None)."""
+    if history is None:
+        return None
+    if not sp.issparse(history) or history.shape != (n_rows, n_items):
+        raise DataError(f"history must be a sparse ({n_rows}, {n_items}) matrix (users, items), got "
+                        f"{type(history).__name__} of shape {getattr(history, 'shape', None)}")
+    return sp.csr_matrix(history, dtype=np.float32, copy=True)
