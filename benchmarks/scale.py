@@ -37,6 +37,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import signal
 import statistics
 import subprocess
@@ -466,7 +467,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "--threads", str(args.threads), "--merge", "--out", str(out)], check=True)
     before = _read(out / "scale.json") if args.merge else None  # read once, before any write
     print(_HEAD + "\n|" + "---|" * (_HEAD.count("|") - 1), flush=True)
-    payload = run(args, on_row=lambda p: _write(p, out, False, before), argv=" ".join(raw))
+    payload = run(args, on_row=lambda p: _write(p, out, False, before), argv=shlex.join(raw))
     _write(payload, out, True, before)
     print(_markdown(payload, []))
     return payload
