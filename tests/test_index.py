@@ -12,6 +12,8 @@ import scipy.sparse as sp
 
 pytest.importorskip("faiss")
 
+from nopickle import assert_not_pickle  # tests/ is on sys.path
+
 import encoders.precomputed  # noqa: E402, F401  (registers "precomputed")
 from multirec.data import InteractionData  # noqa: E402
 from multirec.errors import (  # noqa: E402
@@ -223,7 +225,7 @@ def test_save_load_round_trip(models, kind, tmp_path):
     assert sorted(p.name for p in (tmp_path / "ix").iterdir())[0] == "multirec.json"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
     for p in _saved(tmp_path / "ix").iterdir():
-        assert b"\x80\x04" not in p.read_bytes()[:2], "pickle header found"
+        assert_not_pickle(p)
     loaded = ItemIndex.load(tmp_path / "ix", num_threads=1)
     assert (loaded.kind, loaded.dim, len(loaded), loaded.params) == (
         index.kind, index.dim, len(index), index.params)

@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from nopickle import assert_not_pickle  # tests/ is on sys.path
 
 import encoders.precomputed  # noqa: F401  (registers "precomputed")
 from multirec.data import InteractionData
@@ -186,7 +187,7 @@ def test_save_load_identical_scores_no_pickle(planted, tmp_path):
         "config.json", "history.json", "ids.json", "interactions.safetensors",
         "item_item.safetensors", "manifest.json", "model.safetensors"]
     for p in version.iterdir():
-        assert b"\x80\x04" not in p.read_bytes()[:2], "pickle header found"
+        assert_not_pickle(p)
     loaded = MultimodalRecommender.from_pretrained(tmp_path / "m")
     users = np.arange(10)
     np.testing.assert_array_equal(loaded.score_users(users), model.score_users(users))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nopickle import assert_not_pickle  # tests/ is on sys.path
 
 from encoders import register_encoder
 from encoders.simple import TextHashEncoder
@@ -107,7 +108,7 @@ def test_overwrite_replaces_only_a_previous_save(model, tmp_path):
     loaded = MultimodalRecommender.from_pretrained(target)
     np.testing.assert_array_equal(_scores(loaded), _scores(model))
     for p in _version(target).iterdir():
-        assert b"\x80\x04" not in p.read_bytes()[:2], "pickle header found"
+        assert_not_pickle(p)
 
 
 def test_save_into_current_directory(model, tmp_path, monkeypatch):
