@@ -191,6 +191,62 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(hits)) if hits else 1.0
 
 
+def _checked_vectors(kind: str, vectors: np.ndarray) -> np.ndarray:  # (N, D) float32
+    if kind not in KINDS:
+        raise ConfigError(f"unknown index kind {kind!r}; choose one of {list(KINDS)}")
+    x = np.asarray(vectors)
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise DataError(f"vectors must be a 2-D (n_items, dim) array, got shape {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise DataError("item vectors contain NaN or inf; check the model's weights")
+    return x
+
+
+def _new_faiss_index(faiss: Any, kind: str, stored: np.ndarray, transform: bool, d: int,
+                     params: dict[str, Any], *, m: int, ef_construction: int,
+                     nlist: int | None, seed: int) -> Any:
+    """An empty (trained, for IVF) FAISS index of `kind` over the `stored` vectors' space;
+    records the build settings in `params`."""
+    n, dim = stored.shape
+    metric = faiss.METRIC_L2 if transform else faiss.METRIC_INNER_PRODUCT
+    if kind == "flat":
+        return faiss.IndexFlatIP(d)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, int(m), metric)
+        index.hnsw.efConstruction = int(ef_construction)
+        params.update(m=int(m), ef_construction=int(ef_construction))
+        return index
+    if n == 0:
+        raise DataError("an 'ivf' index needs at least one item to train on")
+    if nlist is None:
+        nlist = max(1, min(int((4 if n <= 250_000 else 2) * math.sqrt(n)), n // 39))
+    if nlist > n:
+        raise ConfigError(f"nlist={nlist} is more than the {n} items; use nlist <= {n}")
+    quantizer = faiss.IndexFlatL2(dim) if transform else faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, int(nlist), metric)
+    index.cp.seed = int(seed)
+    index.cp.max_points_per_centroid = 64  # k-means sample: ≤ 64 points a cell
+    index.train(stored)
+    params.update(nlist=int(nlist), seed=int(seed))
+    return index
+
+
+def _add_in_chunks(index: Any, stored: np.ndarray, kind: str, show_progress: bool) -> None:
+    """Add every vector; large HNSW graphs in chunks, with a progress bar."""
+    n = stored.shape[0]
+    if not n:
+        return
+    if kind == "hnsw" and n > _ADD_CHUNK:
+        bar = progress(total=n, desc="hnsw index", unit="item", enabled=show_progress)
+        for s in range(0, n, _ADD_CHUNK):
+            index.add(stored[s:s + _ADD_CHUNK])
+            bar.update(min(_ADD_CHUNK, n - s))
+        bar.close()
+    else:
+        index.add(stored)
+
+
 class ItemIndex:
     """Top-k inner-product search over a fitted model's item vectors (see module docstring).
 
@@ -268,14 +324,7 @@ class ItemIndex:
             seed: seed of the IVF k-means and of the calibration queries.
             show_progress: a progress bar while a large HNSW graph is built.
         """
-        if kind not in KINDS:
-            raise ConfigError(f"unknown index kind {kind!r}; choose one of {list(KINDS)}")
-        x = np.asarray(vectors)
-        if x.ndim != 2 or x.shape[1] < 1:
-            raise DataError(f"vectors must be a 2-D (n_items, dim) array, got shape {x.shape}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if not np.isfinite(x).all():
-            raise DataError("item vectors contain NaN or inf; check the model's weights")
+        x = _checked_vectors(kind, vectors)
         n, d = x.shape
         for name, value, low in [("m", m, 2), ("ef_construction", ef_construction, 1),
                                  ("ef_search", ef_search, 1), ("nlist", nlist, 1), ("nprobe", nprobe, 1),
@@ -298,36 +347,9 @@ class ItemIndex:
             stored, m2 = mips_transform(x)
             kept = stored[:, :d]  # (N, D) view for exact rescoring
             params.update(transform=True, max_norm2=m2)
-        dim = stored.shape[1]
-        metric = faiss.METRIC_L2 if transform else faiss.METRIC_INNER_PRODUCT
-        if kind == "flat":
-            index = faiss.IndexFlatIP(d)
-        elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, int(m), metric)
-            index.hnsw.efConstruction = int(ef_construction)
-            params.update(m=int(m), ef_construction=int(ef_construction))
-        else:
-            if n == 0:
-                raise DataError("an 'ivf' index needs at least one item to train on")
-            if nlist is None:
-                nlist = max(1, min(int((4 if n <= 250_000 else 2) * math.sqrt(n)), n // 39))
-            if nlist > n:
-                raise ConfigError(f"nlist={nlist} is more than the {n} items; use nlist <= {n}")
-            quantizer = faiss.IndexFlatL2(dim) if transform else faiss.IndexFlatIP(dim)
-            index = faiss.IndexIVFFlat(quantizer, dim, int(nlist), metric)
-            index.cp.seed = int(seed)
-            index.cp.max_points_per_centroid = 64  # k-means sample: ≤ 64 points a cell
-            index.train(stored)
-            params.update(nlist=int(nlist), seed=int(seed))
-        if n:
-            if kind == "hnsw" and n > _ADD_CHUNK:
-                bar = progress(total=n, desc="hnsw index", unit="item", enabled=show_progress)
-                for s in range(0, n, _ADD_CHUNK):
-                    index.add(stored[s:s + _ADD_CHUNK])
-                    bar.update(min(_ADD_CHUNK, n - s))
-                bar.close()
-            else:
-                index.add(stored)
+        index = _new_faiss_index(faiss, kind, stored, bool(transform), d, params, m=m,
+                                 ef_construction=ef_construction, nlist=nlist, seed=seed)
+        _add_in_chunks(index, stored, kind, show_progress)
         out = cls(index, kind, params, vectors=kept)
         if kind == "ivf":
             out._params["nprobe"] = int(nprobe) if nprobe is not None else None
