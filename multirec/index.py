@@ -490,6 +490,27 @@ class ItemIndex:
         items in the `nprobe` searched cells) are padded with -1 / -inf.
         """
         n = _check_n(n)
+        q, exclude, bias = self._search_args(queries, exclude, bias)
+        b, n_items = len(q), len(self)
+        if b == 0 or n_items == 0:
+            return np.full((b, n), -1, np.int64), np.full((b, n), -np.inf)
+        if exclude is None:  # fast path: one FAISS call of exactly n
+            k = min(n, n_items)
+            ef = k if self._kind == "hnsw" and k > self._params["ef_search"] else None
+            dist, found = self._raw_search(q, k, ef)
+            val = dist.astype(np.float64)
+            idx = np.where(np.isfinite(val), found, -1)
+            if bias is not None:
+                val += bias[:, None]  # -inf stays -inf
+            return _pad(idx, val, n)
+        idx, val = self._search_excluding(q, n, exclude)
+        if bias is not None:
+            val = val + bias[:, None]  # -inf stays -inf
+        return idx, val
+
+    def _search_args(self, queries: np.ndarray, exclude: sp.spmatrix | None,
+                     bias: np.ndarray | None) -> tuple[np.ndarray, sp.csr_matrix | None, Any]:
+        """Checked float32 queries, exclusions (None when empty) and biases."""
         q = np.asarray(queries)
         if q.ndim != 2 or q.shape[1] != self._dim:
             raise DataError(f"queries must have shape (B, {self._dim}), got {q.shape}")
@@ -507,17 +528,12 @@ class ItemIndex:
             exclude.eliminate_zeros()
             if not exclude.nnz:
                 exclude = None
-        if b == 0 or n_items == 0:
-            return np.full((b, n), -1, np.int64), np.full((b, n), -np.inf)
-        if exclude is None:  # fast path: one FAISS call of exactly n
-            k = min(n, n_items)
-            ef = k if self._kind == "hnsw" and k > self._params["ef_search"] else None
-            dist, found = self._raw_search(q, k, ef)
-            val = dist.astype(np.float64)
-            idx = np.where(np.isfinite(val), found, -1)
-            if bias is not None:
-                val += bias[:, None]  # -inf stays -inf
-            return _pad(idx, val, n)
+        return q, exclude, bias
+
+    def _search_excluding(self, q: np.ndarray, n: int, exclude: sp.csr_matrix
+                          ) -> tuple[np.ndarray, np.ndarray]:  # (B, n), (B, n)
+        """Top-n without the excluded items: each query fetches n + its exclusions."""
+        b, n_items = len(q), len(self)
         idx = np.full((b, n), -1, np.int64)
         val = np.full((b, n), -np.inf)
         counts = np.diff(exclude.indptr)
@@ -538,8 +554,6 @@ class ItemIndex:
             w = top.shape[1]
             val[rows, :w] = top
             idx[rows, :w] = np.where(np.isfinite(top), top_idx, -1)
-        if bias is not None:
-            val = val + bias[:, None]  # -inf stays -inf
         return idx, val
 
     # ------------------------------------------------------------------ recommend
