@@ -772,31 +772,8 @@ class ItemIndex:
         Reads format 2 and format 1 (multirec ≤ 0.x before the transform: inner-product
         indexes, loaded as such); newer formats raise `ModelFileError` saying to upgrade.
         """
-        root = Path(directory)
-        root = current_version(root, _MARKER) or root  # flat folders: saves before the pointer
-        meta_path = root / _META_FILE
-        if not meta_path.is_file():
-            raise ModelFileError(f"{str(root)!r} is not a saved item index (no {_META_FILE}); "
-                                 "save one with index.save(path)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelFileError(f"{str(meta_path)!r} is corrupt ({exc}); re-save the index") from exc
-        if not isinstance(meta, dict) or meta.get("format") != "multirec.ItemIndex":
-            raise ModelFileError(f"{str(meta_path)!r} is not a multirec item index")
-        version = meta.get("format_version")
-        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-            raise ModelFileError(f"{str(root)!r} was saved in format {version!r}; this multirec reads "
-                                 f"formats 1 to {FORMAT_VERSION}; upgrade multirec (or rebuild the index)")
-        if meta.get("kind") not in KINDS:
-            raise ModelFileError(f"{str(meta_path)!r} names an unknown index kind {meta.get('kind')!r}")
-        path = root / _INDEX_FILE
-        if not path.is_file():
-            raise ModelFileError(f"{str(path)!r} is missing; the saved index is incomplete")
-        files = meta.get("files")
-        if not isinstance(files, dict) or sha256_file(path) != files.get(_INDEX_FILE):
-            raise ModelFileError(f"{str(path)!r} does not match its checksum in {_META_FILE}: the "
-                                 "file is corrupt or was modified. Rebuild and save the index.")
+        root, meta, path = _read_index_meta(Path(directory))
+        meta_path, version = root / _META_FILE, meta["format_version"]
         faiss = _faiss()
         if num_threads is not None:
             faiss.omp_set_num_threads(int(num_threads))
@@ -827,6 +804,35 @@ class ItemIndex:
             raise ModelFileError(f"{str(meta_path)!r} has invalid fields ({exc!r}); "
                                  "re-save the index") from exc
         return out
+
+
+def _read_index_meta(root: Path) -> tuple[Path, dict[str, Any], Path]:
+    """The saved index's folder, its checked `index.json` and the FAISS file's path."""
+    root = current_version(root, _MARKER) or root  # flat folders: saves before the pointer
+    meta_path = root / _META_FILE
+    if not meta_path.is_file():
+        raise ModelFileError(f"{str(root)!r} is not a saved item index (no {_META_FILE}); "
+                             "save one with index.save(path)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{str(meta_path)!r} is corrupt ({exc}); re-save the index") from exc
+    if not isinstance(meta, dict) or meta.get("format") != "multirec.ItemIndex":
+        raise ModelFileError(f"{str(meta_path)!r} is not a multirec item index")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ModelFileError(f"{str(root)!r} was saved in format {version!r}; this multirec reads "
+                             f"formats 1 to {FORMAT_VERSION}; upgrade multirec (or rebuild the index)")
+    if meta.get("kind") not in KINDS:
+        raise ModelFileError(f"{str(meta_path)!r} names an unknown index kind {meta.get('kind')!r}")
+    path = root / _INDEX_FILE
+    if not path.is_file():
+        raise ModelFileError(f"{str(path)!r} is missing; the saved index is incomplete")
+    files = meta.get("files")
+    if not isinstance(files, dict) or sha256_file(path) != files.get(_INDEX_FILE):
+        raise ModelFileError(f"{str(path)!r} does not match its checksum in {_META_FILE}: the "
+                             "file is corrupt or was modified. Rebuild and save the index.")
+    return root, meta, path
 
 
 # ====================================================================== helpers
