@@ -181,13 +181,37 @@ def load_model(cls: type, directory: str | os.PathLike, device: str = "cpu", *,
         ModelFileError: the folder is not a (complete, intact, consistent) saved model.
         ConfigError: `encoder_paths` names an unknown modality or a missing path.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_tensors
-
     root = Path(directory)
     if not root.is_dir():
         raise ModelFileError(f"{str(root)!r} is not a directory; pass the folder given to "
                              "model.save_pretrained(path)")
+    config, spec, users, items, history, state, user_items, item_item = _read_checked(root)
+    fit_config = config["fit_config"]
+    model, encoder_configs, kwargs = _new_model(cls, config, spec, root, device, encoder_paths,
+                                                cache_dir, checkpoint_dir)
+    _check_state_shapes(spec, state, root, has_item_item=item_item is not None)
+    net = _build_network(spec)
+    finetuned = {m: Encoder.from_config(encoder_configs[m]).to(device) for m in spec["finetuned"]}
+    if finetuned:
+        net.attach_encoders(finetuned, batch_size=kwargs.get("encode_batch_size", 32))
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"the weights in {str(root)!r} do not match its config.json: {exc}") from exc
+    net = net.to(device).eval()
+    for enc in finetuned.values():
+        enc.eval()
+    _restore(model, net, item_item, user_items, users, items, finetuned, encoder_configs,
+             history if history is not None else History(), fit_config or {})
+    return model
+
+
+def _read_checked(root: Path) -> tuple[Any, ...]:
+    """Every file of the current save, read once and checked: (config, network spec, user
+    and item IdMaps, History | None, network state, user-items CSR, item-item weights)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_tensors
+
     files = _read_current(root)
     config = _json(files.pop("config.json"), root, "config.json")
     spec = _check_config(config, root)
@@ -204,10 +228,15 @@ def load_model(cls: type, directory: str | os.PathLike, device: str = "cpu", *,
     _check_finite(ii_arrays, root)
     user_items = _check_interactions(arrays, spec, root)
     item_item = _check_item_item(ii_arrays, spec, root)
-    fit_config = config["fit_config"]
-    if fit_config is not None and not isinstance(fit_config, dict):
+    if config["fit_config"] is not None and not isinstance(config["fit_config"], dict):
         raise ModelFileError(f"config.json in {str(root)!r}: fit_config must be a dict or null")
+    return config, spec, users, items, history, state, user_items, item_item
 
+
+def _new_model(cls: type, config: dict[str, Any], spec: dict[str, Any], root: Path, device: str,
+               encoder_paths: Any, cache_dir: Any, checkpoint_dir: Any
+               ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """An unfitted model from the saved settings (paths from the caller, never the file)."""
     kwargs = dict(config["model"])
     encoder_configs = _check_encoders(kwargs.pop("encoders", None), config["modalities"], spec,
                                       root, encoder_paths)
@@ -222,22 +251,7 @@ def load_model(cls: type, directory: str | os.PathLike, device: str = "cpu", *,
     except (ConfigError, TypeError, ValueError) as exc:
         raise ModelFileError(f"the model settings in {str(root / 'config.json')!r} are invalid "
                              f"for this multirec: {exc}") from exc
-
-    _check_state_shapes(spec, state, root, has_item_item=item_item is not None)
-    net = _build_network(spec)
-    finetuned = {m: Encoder.from_config(encoder_configs[m]).to(device) for m in spec["finetuned"]}
-    if finetuned:
-        net.attach_encoders(finetuned, batch_size=kwargs.get("encode_batch_size", 32))
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"the weights in {str(root)!r} do not match its config.json: {exc}") from exc
-    net = net.to(device).eval()
-    for enc in finetuned.values():
-        enc.eval()
-    _restore(model, net, item_item, user_items, users, items, finetuned, encoder_configs,
-             history if history is not None else History(), fit_config or {})
-    return model
+    return model, encoder_configs, kwargs
 
 
 def _restore(model: Any, net: TwoTowerNetwork, item_item: Any, user_items: sp.csr_matrix,
