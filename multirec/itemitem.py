@@ -27,6 +27,7 @@ import torch
 
 from . import ranking
 from .errors import ConfigError, DataError
+from .scoring import binary
 
 __all__ = ["ItemItemWeights", "fit_item_item", "default_l2", "l2_grid", "DENSE_MAX_ITEMS",
            "NEIGHBOURS", "L2_MULTIPLIERS", "ease_weights", "select_l2", "AUTO_MAX_ITEMS",
@@ -56,12 +57,7 @@ Kind = Literal["dense", "sparse"]
 def _binary(x: sp.spmatrix, name: str = "train") -> sp.csr_matrix:
     if not sp.issparse(x) or x.ndim != 2:
         raise DataError(f"{name} must be a scipy.sparse (users, items) matrix, got {type(x).__name__}")
-    x = sp.csr_matrix(x, dtype=np.float32, copy=True)
-    x.sum_duplicates()
-    x.eliminate_zeros()
-    x.data[:] = 1.0
-    x.sort_indices()
-    return x
+    return binary(x)
 
 
 def _check_l2(l2: float) -> float:
@@ -81,13 +77,6 @@ def l2_grid(x: sp.spmatrix) -> tuple[float, ...]:
     """The λ values searched on validation: `L2_MULTIPLIERS` × `default_l2(x)`."""
     base = default_l2(x)
     return tuple(base * m for m in L2_MULTIPLIERS)
-
-
-def _sample_users(valid: sp.csr_matrix, max_users: int, seed: int) -> np.ndarray:
-    users = np.flatnonzero(np.diff(valid.indptr))
-    if users.size > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    return users
 
 
 def _ndcg(scores: np.ndarray, hist: sp.csr_matrix, target: sp.csr_matrix, k: int
@@ -456,7 +445,7 @@ def fit_item_item(train: sp.spmatrix, valid: sp.spmatrix | None = None, *,
     if v is not None and v.shape != x.shape:
         raise DataError(f"valid has shape {v.shape} but train has {x.shape}; both must be "
                         "(users, items) over the same users and catalogue")
-    users = np.zeros(0, np.int64) if v is None else _sample_users(v, max_valid_users, seed)
+    users = np.zeros(0, np.int64) if v is None else ranking.sample_target_rows(v, max_valid_users, seed)
     if lam is None and users.size == 0:
         lam = default_l2(x)
     if kind == "dense":
@@ -515,7 +504,7 @@ def select_l2(train: sp.csr_matrix, valid: sp.csr_matrix, grid: Sequence[float] 
               k: int = 10) -> float:
     """The λ in `grid` whose dense EASE weights (fit on `train`) rank `valid` best (NDCG@k)."""
     x, v = _binary(train), _binary(valid, "valid")
-    users = _sample_users(v, 2000, 0)
+    users = ranking.sample_target_rows(v, 2000, 0)
     if users.size == 0:
         return float(np.median(grid))
     g = sorted(float(val) for val in grid)

@@ -32,11 +32,13 @@ def logits_batch_size(n_items: int, cap: int = 512) -> int:
 
 
 def binary(x: sp.spmatrix) -> sp.csr_matrix:
-    """Rows of `x` as a float32 CSR with every stored entry 1 (duplicates merged, zeros dropped)."""
-    x = sp.csr_matrix(x, dtype=np.float32)
+    """A float32 CSR copy of `x` with every stored entry 1 (duplicates merged, zeros dropped,
+    indices sorted); `x` itself is left as it was."""
+    x = sp.csr_matrix(x, dtype=np.float32, copy=True)
     x.sum_duplicates()
     x.eliminate_zeros()
     x.data[:] = 1.0
+    x.sort_indices()
     return x
 
 

@@ -250,3 +250,13 @@ def test_default_settings_are_reproducible():
         runs.append(MultimodalRecommender(**kw).fit(data).score_users(np.arange(10)))
     np.testing.assert_array_equal(runs[0], runs[1])
     assert MultimodalRecommender()._resolve().cf.num_threads == 1
+
+
+def test_binary_copies_and_leaves_its_input_alone():
+    from multirec.scoring import binary
+
+    x = sp.csr_matrix(np.array([[0, 3.0, 3.0], [2.0, 0, 0]], np.float32))
+    out = binary(x)
+    np.testing.assert_array_equal(x.data, [3.0, 3.0, 2.0])  # the caller's weights are kept
+    np.testing.assert_array_equal(out.toarray(), [[0, 1, 1], [1, 0, 0]])
+    assert out.has_sorted_indices and out.dtype == np.float32
