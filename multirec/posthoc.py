@@ -15,8 +15,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .ranking import sample_target_rows
 from .scoring import iter_logits
-from .training import validation_ndcg, validation_users
+from .training import validation_ndcg
 
 __all__ = ["ITEM_ITEM_SCALES", "tune_item_item_scale", "calibrate", "platt"]
 
@@ -57,7 +58,7 @@ def calibrate(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_ite
     rng = np.random.default_rng(seed)
     net.logit_scale.fill_(1.0)
     net.logit_shift.fill_(0.0)
-    users = validation_users(valid_x, max_users, seed)
+    users = sample_target_rows(valid_x, max_users, seed)
     n_items = train_x.shape[1]
     xs, ys, ws = [], [], []
     for u, logits in iter_logits(net, train_x, users, item_item):

@@ -19,7 +19,8 @@ import scipy.sparse as sp
 
 from .errors import DataError
 
-__all__ = ["TIE_SEED", "tie_order", "check_k", "masked_scores", "topk", "ndcg_at_k"]
+__all__ = ["TIE_SEED", "tie_order", "check_k", "masked_scores", "topk", "ndcg_at_k",
+           "sample_target_rows"]
 
 TIE_SEED = 0  # default seed of the tie-breaking permutation
 
@@ -140,3 +141,12 @@ def ndcg_at_k(scores: np.ndarray, target: sp.spmatrix, k: int, *,
     disc = 1.0 / np.log2(np.arange(2, kk + 2))
     ideal = np.cumsum(disc)[np.minimum(n_rel[keep], kk) - 1]
     return float(((hits[keep] * disc).sum(1) / ideal).sum()), int(keep.sum())
+
+
+def sample_target_rows(target: sp.csr_matrix, max_rows: int, seed: int) -> np.ndarray:  # (≤ max_rows,)
+    """Rows of `target` with at least one item, at most `max_rows` of them (a seeded sample,
+    sorted): the users that validation NDCG, the λ search and calibration look at."""
+    rows = np.flatnonzero(np.diff(target.indptr))
+    if rows.size > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    return rows

@@ -45,7 +45,7 @@ from .config import TrainConfig, resolve_negatives
 from .errors import ConfigError, TrainingDivergedError
 from .history import History
 from .network import sparse_bag
-from .ranking import ndcg_at_k
+from .ranking import ndcg_at_k, sample_target_rows
 from .scoring import iter_logits
 
 __all__ = ["TrainConfig", "Callback", "train_network", "History", "validation_ndcg"]
@@ -59,14 +59,6 @@ def _drop_probs(net: Any, cfg: TrainConfig, device: torch.device) -> torch.Tenso
     return torch.tensor(probs, device=device)
 
 
-def validation_users(target: sp.csr_matrix, max_users: int, seed: int) -> np.ndarray:
-    """Users with held-out items, at most `max_users` of them (a seeded sample, sorted)."""
-    users = np.flatnonzero(np.diff(target.indptr))
-    if users.size > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    return users
-
-
 def validation_ndcg(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix, k: int,
                     device: torch.device | None = None, *, item_item: Any = None,
                     max_users: int = 2000, seed: int = 0,
@@ -78,7 +70,7 @@ def validation_ndcg(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix, k: i
     sums are all-reduced, so all ranks get the same value (and the same early stopping).
     """
     rank, world = shard
-    users = validation_users(target, max_users, seed)
+    users = sample_target_rows(target, max_users, seed)
     if users.size == 0:
         return float("nan")
     total, n = 0.0, 0
