@@ -218,11 +218,7 @@ def item_item(run: FitRun) -> None:
 
 def train(run: FitRun) -> None:
     """Train the towers (early stopping on validation NDCG; best weights restored)."""
-    cfg = run.params.train
-    if cfg.negatives != run.resolved["negatives"]:
-        from dataclasses import replace
-
-        cfg = replace(cfg, negatives=run.resolved["negatives"])
+    cfg = run.params.train  # train_network resolves negatives="auto" by the same rule
     run.history = train_network(run.net, run.train_x, run.valid_x, cfg, run.callbacks,
                                 item_item=run.item_item)
     if run.net.finetuned:

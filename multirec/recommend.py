@@ -28,8 +28,9 @@ def exact_top(model: Any, raw: list[Any], n: int, filter_seen: bool, cand: np.nd
     if known.any():
         uidx[known] = model.user_map_.index([u for u, k in zip(raw, known) if k])
     ids, scores = [], []
-    for s in range(0, len(raw), logits_batch_size(model.network.n_items)):
-        rows = np.arange(s, min(s + logits_batch_size(model.network.n_items), len(raw)))
+    block = logits_batch_size(model.network.n_items)
+    for s in range(0, len(raw), block):
+        rows = np.arange(s, min(s + block, len(raw)))
         k = known[rows]
         old = model.user_items_[uidx[rows[k]]]
         new = history_matrix(model, [history[raw[r]] for r in rows[~k]])
