@@ -50,7 +50,10 @@ class LightFMFactors:
         item_factors_ (n_items, k) float32, item_biases_ (n_items,) float32 — LightFM's
         `get_user/item_representations`, i.e. feature-based where features are used;
         model_ (the `lightfm.LightFM`), n_epochs_, n_users_, n_items_,
-        user_features_ / item_features_ (the feature matrices given to LightFM, or None).
+        user_features_ / item_features_ (the feature matrices given to LightFM, or None),
+        item_cold_factors_ (n_items, k) float32 or None: each item's factor from its side
+        features alone (the identity feature dropped: the factor it would have if it had no
+        interactions), NaN rows for items without side features; None without item features.
     """
 
     def __init__(self, config: CFConfig | None = None, **overrides: Any) -> None:
@@ -120,6 +123,12 @@ class LightFMFactors:
         self.item_factors_ = np.ascontiguousarray(iemb, dtype=np.float32)
         self.item_biases_ = np.ascontiguousarray(ib, dtype=np.float32)
         self.user_features_, self.item_features_ = uf, itf
+        self.item_cold_factors_ = None
+        if itf is not None:  # the identity columns dropped: what each item's factor would be if cold
+            side = itf[:, n_items:]  # (n_items, f), same row normalisation as the hybrid model
+            cold = np.asarray(side @ model.item_embeddings[n_items:], dtype=np.float32)  # (n_items, k)
+            cold[np.diff(side.indptr) == 0] = np.nan  # no side features: no cold factor
+            self.item_cold_factors_ = cold
         self.n_epochs_, self.n_users_, self.n_items_ = cfg.epochs, n_users, n_items
         return self
 

@@ -129,6 +129,7 @@ class TrainConfig:
     id_dropout: float = 0.5  # chance to hide an item's ID residual (trains the content path)
     user_cf_dropout: float = 0.5  # chance to hide the LightFM user factor (trains fold-in)
     valid_fraction: float = 0.1
+    cold_valid_items: float = 0.05  # share of warm items with content held out as new items
     max_valid_users: int = 2000  # validation NDCG on at most this many (sampled) users
     eval_every: int = 2
     patience: int = 3  # evaluations without improvement before stopping
@@ -152,7 +153,8 @@ class TrainConfig:
             "lr": (1e-12, 10.0, True), "weight_decay": (0.0, np.inf, False),
             "neg_weight": (1e-12, np.inf, False), "input_dropout": (0.0, 1.0, False),
             "modality_dropout": (0.0, 1.0, False), "id_dropout": (0.0, 1.0, False),
-            "user_cf_dropout": (0.0, 1.0, True), "valid_fraction": (0.0, 1.0, False)})
+            "user_cf_dropout": (0.0, 1.0, True), "valid_fraction": (0.0, 1.0, False),
+            "cold_valid_items": (0.0, 0.5, True)})
         if self.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.loss not in ("bce", "bpr"):

@@ -2,12 +2,16 @@
 
     holdout   split off validation interactions (early stopping, λ, post-hoc steps)
     encode    item content → frozen embedding tables (+ presence masks), through encoders
+    carve     with a cold path (content or item side features): a few warm items held out
+              as new ones, to select the epoch on cold-item validation too (`coldvalid`)
     cf        LightFM factors on the training part (side features when the data has them)
     build     NetworkConfig → TwoTowerNetwork, frozen inputs copied in
     item_item EASE weights (dense, or sparse neighbourhood EASE above the dense limit)
     train     the towers (`multirec.training`), early stopping on validation NDCG
     posthoc   on validation only: the item-item weight, probability calibration
     refit     item-item weights on all interactions (train + validation)
+    fold_in   items with no training interactions but some in validation (the carved ones
+              among them) get their ID residual and bias from all their interactions
 
 `run_fit(params, data, valid, callbacks)` runs them under the configured thread count and
 returns a `Fitted` (what the model keeps); `MultimodalRecommender.fit` is a thin wrapper.
@@ -28,6 +32,7 @@ import torch
 from encoders import Encoder
 
 from . import itemitem
+from .coldvalid import ColdCarve, carve_items, fold_in_items
 from .config import ModelConfig, NetworkConfig, resolve_negatives, resolve_threads
 from .content import encode_content, resolve_encoders
 from .data import InteractionData
@@ -74,6 +79,8 @@ class FitRun:
     cf_user: torch.Tensor | None = None
     cf_item: torch.Tensor | None = None
     cf_from_features: torch.Tensor | bool = False  # (n_items,) items whose factor needs no history
+    cf_item_cold: torch.Tensor | None = None  # (n_items, k) factor from side features alone (NaN: none)
+    carve: ColdCarve | None = None
     net: TwoTowerNetwork | None = None
     item_item: itemitem.ItemItemWeights | None = None
     history: History | None = None
@@ -93,7 +100,8 @@ def run_fit(params: ModelConfig, data: InteractionData, valid: InteractionData |
                     "negatives": resolve_negatives(cfg.negatives, data.n_items)}
     with thread_limit(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # seeded, without touching the caller's RNG
-        for stage in (holdout, encode, collaborative, build, item_item, train, posthoc, refit):
+        for stage in (holdout, encode, carve, collaborative, build, item_item, train, posthoc,
+                      refit, fold_in):
             stage(run)
             if stage is build and on_built is not None:
                 on_built(run.net)
@@ -153,6 +161,23 @@ def encode(run: FitRun) -> None:
     run.resolved["content_report"] = report
 
 
+def carve(run: FitRun) -> None:
+    """Hold a few warm items out as new ones (cold validation), when the model can serve
+    new items at all: from content, or from item side features through LightFM."""
+    cfg, data = run.params.train, run.data
+    if run.valid_x is None or cfg.cold_valid_items <= 0:
+        return
+    eligible = np.zeros(data.n_items, dtype=bool)
+    for has in run.has.values():
+        eligible |= has.cpu().numpy()
+    if run.params.cf is not None and run.params.cf.use_item_features and data.item_features is not None:
+        eligible |= np.diff(sp.csr_matrix(data.item_features.matrix).indptr) > 0
+    run.train_x, run.valid_x, run.carve = carve_items(
+        run.train_x, run.valid_x, eligible, cfg.cold_valid_items, cfg.seed)
+    if run.carve is not None:
+        run.resolved["cold_valid_items"] = int(run.carve.items.size)
+
+
 def collaborative(run: FitRun) -> None:
     """LightFM user/item factors from the training part (None without CF)."""
     cf_cfg = run.params.cf
@@ -166,6 +191,7 @@ def collaborative(run: FitRun) -> None:
     if lfm.item_features_ is not None:  # hybrid: items with side features have a factor too
         feats = run.data.item_features.matrix
         run.cf_from_features = torch.from_numpy(np.diff(sp.csr_matrix(feats).indptr) > 0)
+        run.cf_item_cold = torch.from_numpy(lfm.item_cold_factors_)
     run.cf_user = torch.from_numpy(np.asarray(lfm.user_factors_, np.float32))
     run.cf_item = torch.from_numpy(np.asarray(lfm.item_factors_, np.float32))
 
@@ -187,8 +213,11 @@ def build(run: FitRun) -> None:
             getattr(net, f"content_{m}").copy_(run.content[m])
             getattr(net, f"has_{m}").copy_(run.has[m])
         if run.cf_item is not None:
-            net.cf_item.copy_(_standardise(run.cf_item))
-            net.cf_user.copy_(_standardise(run.cf_user))
+            scale = _mean_norm(run.cf_item)  # LightFM's scale depends on lr and epochs
+            net.cf_item.copy_(run.cf_item / scale)
+            net.cf_user.copy_(run.cf_user / _mean_norm(run.cf_user))
+            if run.cf_item_cold is not None:  # used in training only (items made to look cold)
+                net.cf_item_cold = run.cf_item_cold / scale
         warm = torch.from_numpy(np.diff(run.train_x.tocsc().indptr) > 0)
         net.warm_item.copy_(warm)
         net.has_cf.copy_(warm | run.cf_from_features if run.cf_item is not None else warm)
@@ -220,7 +249,8 @@ def train(run: FitRun) -> None:
     """Train the towers (early stopping on validation NDCG; best weights restored)."""
     cfg = run.params.train  # train_network resolves negatives="auto" by the same rule
     run.history = train_network(run.net, run.train_x, run.valid_x, cfg, run.callbacks,
-                                item_item=run.item_item)
+                                item_item=run.item_item, carve=run.carve)
+    run.net.cf_item_cold = None  # training only
     if run.net.finetuned:
         run.net.refresh_content()  # the buffers serve scoring with the fine-tuned weights
 
@@ -242,6 +272,21 @@ def refit(run: FitRun) -> None:
     """Item-item weights on all interactions, once validation has had its say."""
     if run.item_item is not None and run.full.nnz != run.train_x.nnz:
         run.item_item = run.item_item.refit(run.full)
+
+
+def fold_in(run: FitRun) -> None:
+    """Items with interactions but none in training (carved, or only in validation) become
+    warm: ID residual and bias from all their interactions, the rest frozen."""
+    if run.history.interrupted:
+        return
+    seen = np.diff(run.full.tocsc().indptr) > 0
+    todo = np.flatnonzero(seen & ~run.net.warm_item.cpu().numpy())
+    if todo.size and not run.net.use_id_embeddings:  # no per-item weights: warm = item-item term
+        run.net.warm_item[torch.from_numpy(todo)] = True
+    elif todo.size:
+        fold_in_items(run.net, run.full, todo, item_item=run.item_item,
+                      neg_weight=run.params.train.neg_weight, seed=run.params.train.seed)
+        run.resolved["folded_in_items"] = int(todo.size)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -284,9 +329,9 @@ def _use_item_item(setting: bool | str) -> bool:
     return bool(setting)  # "auto": on at any size (sparse above itemitem.DENSE_MAX_ITEMS)
 
 
-def _standardise(x: torch.Tensor) -> torch.Tensor:
-    """Scale factors to unit average norm (LightFM's scale depends on lr and epochs)."""
-    return x / x.norm(dim=1).mean().clamp(min=1e-8)
+def _mean_norm(x: torch.Tensor) -> torch.Tensor:
+    """Average row norm (factors are divided by it: unit average norm)."""
+    return x.norm(dim=1).mean().clamp(min=1e-8)
 
 
 def _is_trainable(enc: Encoder) -> bool:

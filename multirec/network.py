@@ -90,6 +90,10 @@ class TwoTowerNetwork(nn.Module):
         # items with a LightFM factor: warm items, and cold ones whose factor comes from
         # side features (LightFM's hybrid model)
         self.register_buffer("has_cf", torch.zeros(n_items, dtype=torch.bool))
+        # training only (not saved): each item's LightFM factor from its side features alone,
+        # what it would be if it were cold; NaN rows: no side features. Items made to look
+        # cold in a training step get this factor instead of their own (see `items`).
+        self.register_buffer("cf_item_cold", None, persistent=False)
         self.register_buffer("warm_user", torch.zeros(n_users, dtype=torch.bool))
         # probability calibration `a·logit + c`, set on validation after training (1, 0 until then)
         self.register_buffer("logit_scale", torch.ones(1))
@@ -222,30 +226,51 @@ class TwoTowerNetwork(nn.Module):
         for m in self.modalities:
             emb = content[m] if content is not None and m in content else getattr(self, f"content_{m}")[items]
             srcs.append(self.content_proj[m](emb))
-        x = torch.stack(srcs, 1) if srcs else torch.zeros(len(items), 1, self.dim, device=items.device)
         base_mask = self.source_mask(items) if mask is None else mask
         warm = self.warm_item[items] & self.use_id_embeddings  # (B,)
         used = base_mask
+        memory = self.warm_item[items]  # (B,) items with item-item weights
+        looks_cold = ~self.warm_item[items]  # (B,)
+        cf = self.cf_item[items]  # (B, k)
         if drop_p is not None:
             full = torch.cat([base_mask, warm.unsqueeze(1)], dim=1)  # (B, S+1)
             full = modality_dropout(full, drop_p) if base_mask.shape[1] else full
             used, warm = full[:, :-1], full[:, -1]
-        memory = self.warm_item[items]  # (B,) items with item-item weights
-        if drop_p is not None:  # hidden together with the ID residual: the item looks cold
             keep = (warm if self.use_id_embeddings
                     else torch.rand(len(items), device=items.device) >= drop_p[-1])
+            sim_cold = memory & ~keep  # (B,) warm items made to look cold this step
             memory = memory & keep
+            looks_cold = looks_cold | sim_cold
+            if self.cf_item_proj is not None:
+                cf, used, srcs[0] = self._cold_cf(items, sim_cold, cf, used)
+        x = torch.stack(srcs, 1) if srcs else torch.zeros(len(items), 1, self.dim, device=items.device)
         h = self.fusion(x, used)  # (B, d)
         w = warm.to(h.dtype)
         h = h + w.unsqueeze(1) * self.item_id(items)
-        cold = (~self.warm_item[items]).to(h.dtype)
+        cold = looks_cold.to(h.dtype)
         bias = (self.content_bias(h).squeeze(-1) + w * self.item_bias(items).squeeze(-1)
                 + cold * self.cold_bias)  # (B,)
-        cf = self.cf_item[items]
         if self.cf_item_proj is not None:
             cf = cf * used[:, :1].to(cf.dtype)
         return ItemOutput(h=h, bias=bias, sources=x, mask=used, cf=cf, index=items,
                           memory=memory.to(h.dtype))
+
+    def _cold_cf(self, items: torch.Tensor, sim_cold: torch.Tensor, cf: torch.Tensor,
+                 used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For items made to look cold: the CF factor a cold item would have (from side
+        features alone, `cf_item_cold`) or no CF source, when another source can stand in.
+        Returns the (B, k) factors, the (B, S) mask and the projected CF source (B, d)."""
+        used = used.clone()
+        if self.cf_item_cold is not None:
+            cold_cf = self.cf_item_cold[items]  # (B, k); NaN rows: no side features
+            has_cold = ~torch.isnan(cold_cf[:, 0])
+            swap = sim_cold & has_cold
+            cf = torch.where(swap.unsqueeze(1), torch.nan_to_num(cold_cf), cf)
+        else:
+            swap = torch.zeros_like(sim_cold)
+        others = used[:, 1:].any(dim=1)  # another source is present
+        used[:, 0] = used[:, 0] & ~(sim_cold & ~swap & others)
+        return cf, used, self.cf_item_proj(cf)
 
     def context(self, items: torch.Tensor, out: ItemOutput) -> torch.Tensor:  # (B, d)
         """History-context vector of each item (what it says about a user who consumed it):

@@ -21,7 +21,7 @@ from .training import validation_ndcg
 
 __all__ = ["ITEM_ITEM_SCALES", "tune_item_item_scale", "calibrate", "platt"]
 
-ITEM_ITEM_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # multipliers tried on validation
+ITEM_ITEM_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # multipliers tried on validation
 
 
 def tune_item_item_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_item: Any,

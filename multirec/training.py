@@ -2,7 +2,9 @@
 
 Each step takes a batch of users and a pool of candidate items: the whole catalogue
 (`negatives="all"`, exact; the default up to `config.ALL_NEGATIVES_MAX_ITEMS` items) or the
-batch's positives plus `negatives=K` items sampled uniformly and shared by the batch. The
+batch's positives plus `negatives=K` items sampled uniformly and shared by the batch. Items
+without training interactions only train the prior of new items (`cold_bias`), never their
+content path (they are unknown, not disliked). The
 loss is binary cross-entropy on observed pairs (label 1) and non-observed pairs (label 0,
 weight `neg_weight`); with sampled negatives each sampled non-observed pair is weighted by
 n_items / K, so the loss is an unbiased estimate of the full-catalogue loss and a step costs
@@ -31,7 +33,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .checkpoint import Checkpoint, check_fingerprint, fingerprint, load_checkpoint, save_checkpoint
+from .coldvalid import cold_ndcg
 from .config import TrainConfig, resolve_negatives
 from .errors import ConfigError, TrainingDivergedError
 from .history import History
@@ -99,6 +102,8 @@ class _Run:
     gen: torch.Generator  # this rank's stream: input and user-CF dropout, BPR negatives
     negatives: int | str = "all"  # resolved: "all" or K sampled items per step
     item_item: Any = None  # frozen item-item weights (`multirec.itemitem`) or None
+    carve: Any = None  # `multirec.coldvalid.ColdCarve`: items held out as new ones, or None
+    warm: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (n_items,) trained on
     rank: int = 0
     world: int = 1
 
@@ -122,8 +127,13 @@ def train_network(
     callbacks: Sequence[Callback] = (),
     *,
     item_item: Any = None,
+    carve: Any = None,
 ) -> History:
     """Train `net` in place; returns the History. Restores the best weights seen.
+
+    With `carve` (a `multirec.coldvalid.ColdCarve`: items held out of `interactions` as new
+    ones) each evaluation also ranks the carved items for their users, and the epoch is
+    selected by warm + cold validation NDCG, so the content path is trained, not skipped.
 
     With `cfg.checkpoint_every` a checkpoint is written every that many epochs (and at the
     end); with `cfg.resume` training continues from it, giving the same weights as a run that
@@ -132,6 +142,7 @@ def train_network(
     from tqdm.auto import tqdm
 
     run = _make_run(net, interactions, cfg, item_item)
+    run.carve = carve
     snap = _snapshot(net)
     state = _State(History(), best=snap, last_good=snap)
     fp = None
@@ -200,6 +211,7 @@ def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig,
     return _Run(
         net=net, model=model, opt=opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
         X=X, users=np.flatnonzero(np.diff(X.indptr)), cfg=cfg, device=device,
+        warm=np.diff(X.tocsc().indptr) > 0,
         drop_p=_drop_probs(net, cfg, device), rng=np.random.default_rng(cfg.seed),
         gen=torch.Generator().manual_seed(cfg.seed + rank),
         negatives=resolve_negatives(cfg.negatives, X.shape[1]), item_item=item_item,
@@ -270,12 +282,23 @@ def _candidate_pool(run: _Run, rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndar
     sampled ((P,) bool; None when the pool is the whole catalogue)."""
     n_items = run.X.shape[1]
     if run.negatives == "all":
-        # Every catalogue item is a candidate negative, including items nobody interacted with
-        # (as in LightFM): the model learns how (un)likely content-only items are.
         return np.arange(n_items), None
     sampled = run.rng.choice(n_items, size=run.negatives, replace=False)
     pool = np.union1d(rows.indices, sampled)
     return pool, np.isin(pool, sampled, assume_unique=True)
+
+
+def _unknown_as_prior(run: _Run, logits: torch.Tensor, pool: np.ndarray) -> torch.Tensor:
+    """Logits (B, P) where items without training interactions pass gradient to the cold
+    prior `cold_bias` only: such an item is a negative for the base rate of new items, but
+    its content must not be learned as disliked (it is unknown, not disliked; otherwise
+    the content path learns to bury exactly the new items it has to serve)."""
+    unknown = ~run.warm[pool]  # (P,)
+    if not unknown.any():
+        return logits
+    cb = run.net.cold_bias
+    frozen = logits.detach() + (cb - cb.detach())
+    return torch.where(torch.from_numpy(unknown).to(logits.device), frozen, logits)
 
 
 def _dropped(rows: sp.csr_matrix, p: float, gen: torch.Generator) -> sp.csr_matrix:
@@ -305,6 +328,7 @@ def _batch_loss(run: _Run, u: np.ndarray) -> torch.Tensor:
     use_cf = torch.rand(len(u), generator=run.gen) >= cfg.user_cf_dropout  # (B,)
     logits = run.model(torch.from_numpy(u).to(device), bag, torch.from_numpy(pool).to(device),
                        ii=ii, drop_p=run.drop_p, use_cf=use_cf.to(device))  # (B, P)
+    logits = _unknown_as_prior(run, logits, pool)
     if cfg.loss == "bpr":
         return _bpr(logits, target, run.gen)
     neg = cfg.neg_weight * (1 - target)  # (B, P)
@@ -343,6 +367,11 @@ def _evaluate(run: _Run, valid: sp.csr_matrix | None, state: _State, epoch: int,
                             max_users=cfg.max_valid_users, seed=cfg.seed,
                             shard=(run.rank, run.world))
     logs[f"val_ndcg@{cfg.k}"] = score
+    if run.carve is not None:
+        cold = cold_ndcg(run.net, run.X, run.carve, cfg.k, item_item=run.item_item,
+                         max_users=cfg.max_valid_users, seed=cfg.seed)
+        logs[f"val_cold_ndcg@{cfg.k}"] = cold
+        score = score + (0.0 if math.isnan(cold) else cold)
     if score > history.best_score:
         history.best_score, history.best_epoch, state.bad_evals = score, epoch, 0
         state.best = state.last_good
