@@ -116,7 +116,9 @@ class MultimodalRecommender(nn.Module):
 
         `valid` (same ID maps as `data`) drives early stopping; by default a
         `valid_fraction` of `data`'s interactions is held out for that and used as
-        history afterwards.
+        history afterwards. With content (or item side features) a `cold_valid_items`
+        share of the warm items is also held out as simulated new items to select the
+        epoch on cold-item validation too; they are folded back in after training.
         """
         if not isinstance(data, InteractionData):
             raise DataError(f"fit() expects an InteractionData, got {type(data).__name__}; build "
