@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from test_training import planted_net, planted_problem
 
 import encoders.precomputed  # noqa: F401  (registers "precomputed")
 from multirec.cf import LightFMFactors
@@ -16,8 +17,6 @@ from multirec.data import FeatureMatrix, InteractionData
 from multirec.model import MultimodalRecommender
 from multirec.network import TwoTowerNetwork
 from multirec.training import TrainConfig, train_network
-
-from test_training import planted_net, planted_problem
 
 
 def test_carve_moves_the_items_out_of_training_and_keeps_every_history():
