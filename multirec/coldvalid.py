@@ -8,14 +8,14 @@ training altogether:
 
     carve_items      pick the items; their interactions leave the training (and the warm
                      validation) part and become the cold validation targets
-    cold_ndcg        NDCG@k of those targets ranked among the carved items only (the
-                     cold-item protocol), from the users' training histories
     fold_in_items    after training: fit each carved item's ID residual and bias on all
                      its interactions with everything else frozen (a logistic regression
                      per item), then mark it warm, so no item is lost to the carve (items
                      whose only interactions were validation ones are folded in the same way)
 
-Early stopping selects the epoch by warm + cold validation NDCG (see `training`).
+Early stopping selects the epoch by warm + cold validation NDCG (`training.validation_ndcg`
+with `columns=carve.items`: the carve's targets ranked among the carved items only, the
+cold-item protocol, from the users' training histories).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from .ranking import ndcg_at_k, sample_target_rows
-from .scoring import Scorer, iter_logits, logits_batch_size
+from .scoring import Scorer, logits_batch_size
 
-__all__ = ["ColdCarve", "carve_items", "cold_ndcg", "fold_in_items", "MIN_CARVED_ITEMS",
+__all__ = ["ColdCarve", "carve_items", "fold_in_items", "MIN_CARVED_ITEMS",
            "MAX_CARVED_ITEMS"]
 
 MIN_CARVED_ITEMS = 20  # fewer eligible items: no carve (the estimate would be noise)
@@ -87,21 +86,6 @@ def carve_items(train_x: sp.csr_matrix, valid_x: sp.csr_matrix | None, eligible:
         new_valid = sp.csr_matrix(valid_x @ keep)
         new_valid.eliminate_zeros()
     return new_train, new_valid, ColdCarve(items=items, target=target)
-
-
-def cold_ndcg(net: Any, inputs: sp.csr_matrix, carve: ColdCarve, k: int, *,
-              item_item: Any = None, max_users: int = 2000, seed: int = 0) -> float:
-    """Mean NDCG@k of the carved items' interactions, each user ranking the carved items
-    only (histories from `inputs`, at most `max_users` sampled users)."""
-    users = sample_target_rows(carve.target, max_users, seed)
-    if users.size == 0:
-        return float("nan")
-    cols = carve.items
-    total, n = 0.0, 0
-    for u, logits in iter_logits(net, inputs, users, item_item):
-        t, c = ndcg_at_k(logits[:, cols].cpu().numpy(), carve.target[u][:, cols], k)
-        total, n = total + t, n + c
-    return float(total / max(n, 1))
 
 
 def fold_in_items(net: Any, full: sp.csr_matrix, items_idx: np.ndarray, *, item_item: Any = None,

@@ -171,7 +171,7 @@ def carve(run: FitRun) -> None:
     for has in run.has.values():
         eligible |= has.cpu().numpy()
     if run.params.cf is not None and run.params.cf.use_item_features and data.item_features is not None:
-        eligible |= np.diff(sp.csr_matrix(data.item_features.matrix).indptr) > 0
+        eligible |= _with_side_features(data)
     run.train_x, run.valid_x, run.carve = carve_items(
         run.train_x, run.valid_x, eligible, cfg.cold_valid_items, cfg.seed)
     if run.carve is not None:
@@ -189,8 +189,7 @@ def collaborative(run: FitRun) -> None:
         run.train_x, show_progress=run.params.train.show_progress,
         user_features=run.data.user_features, item_features=run.data.item_features)
     if lfm.item_features_ is not None:  # hybrid: items with side features have a factor too
-        feats = run.data.item_features.matrix
-        run.cf_from_features = torch.from_numpy(np.diff(sp.csr_matrix(feats).indptr) > 0)
+        run.cf_from_features = torch.from_numpy(_with_side_features(run.data))
         run.cf_item_cold = torch.from_numpy(lfm.item_cold_factors_)
     run.cf_user = torch.from_numpy(np.asarray(lfm.user_factors_, np.float32))
     run.cf_item = torch.from_numpy(np.asarray(lfm.item_factors_, np.float32))
@@ -327,6 +326,11 @@ def _use_item_item(setting: bool | str) -> bool:
     if setting not in (True, False, "auto"):
         raise ConfigError(f"item_item must be True, False or 'auto', got {setting!r}")
     return bool(setting)  # "auto": on at any size (sparse above itemitem.DENSE_MAX_ITEMS)
+
+
+def _with_side_features(data: InteractionData) -> np.ndarray:  # (n_items,) bool
+    """Items with at least one side feature (their LightFM factor needs no interactions)."""
+    return np.diff(sp.csr_matrix(data.item_features.matrix).indptr) > 0
 
 
 def _mean_norm(x: torch.Tensor) -> torch.Tensor:

@@ -218,9 +218,7 @@ class TwoTowerNetwork(nn.Module):
         content: dict[str, torch.Tensor] | None = None,  # fine-tuned embeddings (B, d_m)
         mask: torch.Tensor | None = None,  # (B, S) override presence (explanations)
     ) -> ItemOutput:
-        srcs = []
-        if self.cf_item_proj is not None:
-            srcs.append(self.cf_item_proj(self.cf_item[items]))
+        srcs = []  # projected content sources; the CF source is put first below
         if content is None and self.training and self.finetuned:
             content = self.live_content(items)
         for m in self.modalities:
@@ -242,7 +240,9 @@ class TwoTowerNetwork(nn.Module):
             memory = memory & keep
             looks_cold = looks_cold | sim_cold
             if self.cf_item_proj is not None:
-                cf, used, srcs[0] = self._cold_cf(items, sim_cold, cf, used)
+                cf, used = self._cold_cf(items, sim_cold, cf, used)
+        if self.cf_item_proj is not None:
+            srcs.insert(0, self.cf_item_proj(cf))
         x = torch.stack(srcs, 1) if srcs else torch.zeros(len(items), 1, self.dim, device=items.device)
         h = self.fusion(x, used)  # (B, d)
         w = warm.to(h.dtype)
@@ -256,10 +256,10 @@ class TwoTowerNetwork(nn.Module):
                           memory=memory.to(h.dtype))
 
     def _cold_cf(self, items: torch.Tensor, sim_cold: torch.Tensor, cf: torch.Tensor,
-                 used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For items made to look cold: the CF factor a cold item would have (from side
         features alone, `cf_item_cold`) or no CF source, when another source can stand in.
-        Returns the (B, k) factors, the (B, S) mask and the projected CF source (B, d)."""
+        Returns the (B, k) factors and the (B, S) mask."""
         used = used.clone()
         if self.cf_item_cold is not None:
             cold_cf = self.cf_item_cold[items]  # (B, k); NaN rows: no side features
@@ -270,7 +270,7 @@ class TwoTowerNetwork(nn.Module):
             swap = torch.zeros_like(sim_cold)
         others = used[:, 1:].any(dim=1)  # another source is present
         used[:, 0] = used[:, 0] & ~(sim_cold & ~swap & others)
-        return cf, used, self.cf_item_proj(cf)
+        return cf, used
 
     def context(self, items: torch.Tensor, out: ItemOutput) -> torch.Tensor:  # (B, d)
         """History-context vector of each item (what it says about a user who consumed it):

@@ -12,7 +12,7 @@ up to the user's own terms — that `multirec.index.ItemIndex` searches with FAI
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -98,11 +98,14 @@ class Scorer:
         return torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)).to(self.device)
 
     def logits(self, users: np.ndarray | None, history: sp.csr_matrix, *,
-               calibrated: bool = True) -> torch.Tensor:  # (B, n_items)
-        """Logits of every catalogue item for one block of users."""
+               calibrated: bool = True, columns: np.ndarray | None = None
+               ) -> torch.Tensor:  # (B, n_items), or (B, C) for `columns`
+        """Logits of every catalogue item (or of the items `columns`) for one block of users."""
         out, _ = self.catalogue()
+        if columns is not None:
+            out = _take(out, torch.from_numpy(np.asarray(columns, np.int64)).to(self.device))
         user = self.users(users, history)
-        ii = self.item_item_scores(history)
+        ii = self.item_item_scores(history, columns)
         with torch.no_grad():
             if calibrated:
                 return self.net.logits(user, out, ii)
@@ -159,12 +162,19 @@ class Scorer:
 
 def iter_logits(net: TwoTowerNetwork, inputs: sp.csr_matrix, users: np.ndarray,
                 item_item: Any = None, *, calibrated: bool = False,
-                batch_size: int | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """`(users, logits (B, n_items))` per block of `users`, histories from the rows of
-    `inputs`; used by validation and calibration during `fit` (the catalogue is re-encoded
-    on each call, since the weights change between calls)."""
+                batch_size: int | None = None, columns: np.ndarray | None = None
+                ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """`(users, logits (B, n_items))` per block of `users` (or (B, C) for the items
+    `columns`), histories from the rows of `inputs`; used by validation and calibration
+    during `fit` (the catalogue is re-encoded on each call: the weights change between calls)."""
     scorer = Scorer(net, item_item)
-    bs = batch_size or logits_batch_size(net.n_items)
+    bs = batch_size or logits_batch_size(net.n_items if columns is None else len(columns))
     for s in range(0, users.size, bs):
         u = users[s:s + bs]
-        yield u, scorer.logits(u, inputs[u], calibrated=calibrated)
+        yield u, scorer.logits(u, inputs[u], calibrated=calibrated, columns=columns)
+
+
+def _take(out: ItemOutput, idx: torch.Tensor) -> ItemOutput:
+    """The rows `idx` of every per-item field of `out`."""
+    return ItemOutput(**{f.name: None if (v := getattr(out, f.name)) is None else v[idx]
+                         for f in fields(out)})

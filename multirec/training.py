@@ -43,7 +43,6 @@ import torch.nn.functional as F
 
 from . import distributed
 from .checkpoint import Checkpoint, check_fingerprint, fingerprint, load_checkpoint, save_checkpoint
-from .coldvalid import cold_ndcg
 from .config import TrainConfig, resolve_negatives
 from .errors import ConfigError, TrainingDivergedError
 from .history import History
@@ -65,9 +64,10 @@ def _drop_probs(net: Any, cfg: TrainConfig, device: torch.device) -> torch.Tenso
 def validation_ndcg(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix, k: int,
                     device: torch.device | None = None, *, item_item: Any = None,
                     max_users: int = 2000, seed: int = 0,
-                    shard: tuple[int, int] = (0, 1)) -> float:
+                    shard: tuple[int, int] = (0, 1), columns: np.ndarray | None = None) -> float:
     """Mean NDCG@k of `target` rows ranked from `inputs` (input items masked), over at most
-    `max_users` sampled users; the same ranking kernel and tie rule as `evaluate`.
+    `max_users` sampled users; the same ranking kernel and tie rule as `evaluate`. With
+    `columns` each user ranks only those items (cold-item validation on a carve).
 
     With `shard=(rank, world_size)` each process scores every `world_size`-th user and the
     sums are all-reduced, so all ranks get the same value (and the same early stopping).
@@ -77,8 +77,11 @@ def validation_ndcg(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix, k: i
     if users.size == 0:
         return float("nan")
     total, n = 0.0, 0
-    for u, logits in iter_logits(net, inputs, users[rank::world], item_item):
-        t, c = ndcg_at_k(logits.cpu().numpy(), target[u], k, exclude=inputs[u])
+    for u, logits in iter_logits(net, inputs, users[rank::world], item_item, columns=columns):
+        t_u, in_u = target[u], inputs[u]
+        if columns is not None:
+            t_u, in_u = t_u[:, columns], in_u[:, columns]
+        t, c = ndcg_at_k(logits.cpu().numpy(), t_u, k, exclude=in_u)
         total, n = total + t, n + c
     if world > 1:
         dev = device or net.global_bias.device
@@ -141,8 +144,7 @@ def train_network(
     """
     from tqdm.auto import tqdm
 
-    run = _make_run(net, interactions, cfg, item_item)
-    run.carve = carve
+    run = _make_run(net, interactions, cfg, item_item, carve)
     snap = _snapshot(net)
     state = _State(History(), best=snap, last_good=snap)
     fp = None
@@ -184,7 +186,7 @@ def train_network(
 
 # ---------------------------------------------------------------------- setting up
 def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig,
-              item_item: Any = None) -> _Run:
+              item_item: Any = None, carve: Any = None) -> _Run:
     """Seeds, device, optimizer and (under DDP) the DistributedDataParallel wrapper."""
     rank, world = _process_group(cfg)
     device = torch.device(cfg.device)
@@ -214,7 +216,7 @@ def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig,
         warm=np.diff(X.tocsc().indptr) > 0,
         drop_p=_drop_probs(net, cfg, device), rng=np.random.default_rng(cfg.seed),
         gen=torch.Generator().manual_seed(cfg.seed + rank),
-        negatives=resolve_negatives(cfg.negatives, X.shape[1]), item_item=item_item,
+        negatives=resolve_negatives(cfg.negatives, X.shape[1]), item_item=item_item, carve=carve,
         rank=rank, world=world)
 
 
@@ -368,8 +370,10 @@ def _evaluate(run: _Run, valid: sp.csr_matrix | None, state: _State, epoch: int,
                             shard=(run.rank, run.world))
     logs[f"val_ndcg@{cfg.k}"] = score
     if run.carve is not None:
-        cold = cold_ndcg(run.net, run.X, run.carve, cfg.k, item_item=run.item_item,
-                         max_users=cfg.max_valid_users, seed=cfg.seed)
+        cold = validation_ndcg(run.net, run.X, run.carve.target, cfg.k, run.device,
+                               item_item=run.item_item, max_users=cfg.max_valid_users,
+                               seed=cfg.seed, shard=(run.rank, run.world),
+                               columns=run.carve.items)
         logs[f"val_cold_ndcg@{cfg.k}"] = cold
         score = score + (0.0 if math.isnan(cold) else cold)
     if score > history.best_score:

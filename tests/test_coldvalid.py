@@ -11,12 +11,12 @@ from test_training import planted_net, planted_problem
 
 import encoders.precomputed  # noqa: F401  (registers "precomputed")
 from multirec.cf import LightFMFactors
-from multirec.coldvalid import MIN_CARVED_ITEMS, carve_items, cold_ndcg, fold_in_items
+from multirec.coldvalid import MIN_CARVED_ITEMS, carve_items, fold_in_items
 from multirec.config import NetworkConfig
 from multirec.data import FeatureMatrix, InteractionData
 from multirec.model import MultimodalRecommender
 from multirec.network import TwoTowerNetwork
-from multirec.training import TrainConfig, train_network
+from multirec.training import TrainConfig, train_network, validation_ndcg
 
 
 def test_carve_moves_the_items_out_of_training_and_keeps_every_history():
@@ -44,6 +44,10 @@ def test_carve_only_takes_eligible_items_and_skips_tiny_carves():
     assert carve is not None and carve.items.max() < 100
     same_train, same_valid, none = carve_items(train, valid, eligible, 0.01, seed=1)
     assert none is None and same_train is train and same_valid is valid
+
+
+def cold_ndcg(net, inputs, carve, k):
+    return validation_ndcg(net, inputs, carve.target, k, columns=carve.items)
 
 
 def test_cold_ndcg_ranks_only_the_carved_items():
