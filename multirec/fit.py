@@ -8,7 +8,8 @@
     build     NetworkConfig → TwoTowerNetwork, frozen inputs copied in
     item_item EASE weights (dense, or sparse neighbourhood EASE above the dense limit)
     train     the towers (`multirec.training`), early stopping on validation NDCG
-    posthoc   on validation only: the item-item weight, probability calibration
+    posthoc   on validation only: the item-item weight, the weight of LightFM's score for
+              cold items (on the carve), probability calibration
     refit     item-item weights on all interactions (train + validation)
     fold_in   items with no training interactions but some in validation (the carved ones
               among them) get their ID residual and bias from all their interactions
@@ -40,7 +41,7 @@ from .errors import ConfigError, DataError
 from .history import History
 from .idmap import IdMap
 from .network import TwoTowerNetwork
-from .posthoc import calibrate, tune_item_item_scale
+from .posthoc import calibrate, tune_cold_cf_scale, tune_item_item_scale
 from .scoring import binary
 from .training import Callback, train_network
 
@@ -262,6 +263,10 @@ def posthoc(run: FitRun) -> None:
     if run.item_item is not None:
         run.history.item_item_scale = tune_item_item_scale(
             run.net, run.train_x, run.valid_x, run.item_item, k=cfg.k,
+            max_users=cfg.max_valid_users, seed=cfg.seed)
+    if run.carve is not None and run.net.cf_item_proj is not None:
+        run.resolved["cold_cf_scale"] = tune_cold_cf_scale(
+            run.net, run.train_x, run.carve, run.item_item, k=cfg.k,
             max_users=cfg.max_valid_users, seed=cfg.seed)
     calibrate(run.net, run.train_x, run.valid_x, run.item_item,
               max_users=cfg.max_valid_users, seed=cfg.seed)

@@ -189,6 +189,8 @@ def load_model(cls: type, directory: str | os.PathLike, device: str = "cpu", *,
     fit_config = config["fit_config"]
     model, encoder_configs, kwargs = _new_model(cls, config, spec, root, device, encoder_paths,
                                                 cache_dir, checkpoint_dir)
+    for key, value in TwoTowerNetwork.STATE_DEFAULTS.items():  # saved before the tensor existed
+        state.setdefault(key, torch.full((1,), value))
     _check_state_shapes(spec, state, root, has_item_item=item_item is not None)
     net = _build_network(spec)
     finetuned = {m: Encoder.from_config(encoder_configs[m]).to(device) for m in spec["finetuned"]}

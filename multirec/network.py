@@ -67,6 +67,10 @@ class UserOutput:
 class TwoTowerNetwork(nn.Module):
     """Item and user towers over frozen content embeddings and LightFM factors."""
 
+    # tensors added after model format 2 was fixed, with the value that reproduces how a
+    # model saved without them scores (`multirec.io` fills them in on load)
+    STATE_DEFAULTS = {"cold_cf_scale": 1.0}
+
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         self.config = config
@@ -98,6 +102,9 @@ class TwoTowerNetwork(nn.Module):
         # probability calibration `a·logit + c`, set on validation after training (1, 0 until then)
         self.register_buffer("logit_scale", torch.ones(1))
         self.register_buffer("logit_shift", torch.zeros(1))
+        # multiplier of the LightFM score ⟨u, v⟩ for cold items (their factor comes from side
+        # features alone), chosen on the cold-item validation carve after training (1 until then)
+        self.register_buffer("cold_cf_scale", torch.ones(1))
         # ---- learned
         self.content_proj = nn.ModuleDict({m: Projection(d_in, dim) for m, d_in in content_dims.items()})
         self.cf_item_proj = nn.Linear(cf, dim) if cf_dim else None
@@ -251,7 +258,8 @@ class TwoTowerNetwork(nn.Module):
         bias = (self.content_bias(h).squeeze(-1) + w * self.item_bias(items).squeeze(-1)
                 + cold * self.cold_bias)  # (B,)
         if self.cf_item_proj is not None:
-            cf = cf * used[:, :1].to(cf.dtype)
+            weight = torch.where(looks_cold, self.cold_cf_scale, torch.ones_like(self.cold_cf_scale))
+            cf = cf * (used[:, :1].to(cf.dtype) * weight.unsqueeze(1))
         return ItemOutput(h=h, bias=bias, sources=x, mask=used, cf=cf, index=items,
                           memory=memory.to(h.dtype))
 

@@ -9,6 +9,7 @@ held-out items plus `negatives_per_user` sampled items (reweighted), never users
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,11 @@ from .ranking import sample_target_rows
 from .scoring import iter_logits
 from .training import validation_ndcg
 
-__all__ = ["ITEM_ITEM_SCALES", "tune_item_item_scale", "calibrate", "platt"]
+__all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "tune_item_item_scale", "tune_cold_cf_scale",
+           "calibrate", "platt"]
 
 ITEM_ITEM_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # multipliers tried on validation
+COLD_CF_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)  # on the cold carve
 
 
 def tune_item_item_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_item: Any,
@@ -32,17 +35,36 @@ def tune_item_item_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matri
     The learned weight stays close to its start (the towers absorb the rest). W still comes
     from the training part only (no peeking); `fit` refits it on all interactions after.
     """
-    base = net.ii_scale.detach().clone()
+    return _best_multiplier(net.ii_scale, scales, lambda: validation_ndcg(
+        net, train_x, valid_x, k, item_item=item_item, max_users=max_users, seed=seed))
+
+
+def tune_cold_cf_scale(net: Any, train_x: sp.csr_matrix, carve: Any, item_item: Any = None, *,
+                       k: int = 10, max_users: int = 2000, seed: int = 0,
+                       scales: tuple[float, ...] = COLD_CF_SCALES) -> float:
+    """Set the weight of the LightFM score for cold items (`cold_cf_scale`, whose factor
+    comes from side features alone) to the best multiplier on the cold-item carve (`carve`:
+    a `multirec.coldvalid.ColdCarve`, its items ranked among themselves); returns it.
+    Warm items are not affected: their LightFM score keeps the learned weight."""
+    return _best_multiplier(net.cold_cf_scale, scales, lambda: validation_ndcg(
+        net, train_x, carve.target, k, item_item=item_item, max_users=max_users, seed=seed,
+        columns=carve.items))
+
+
+def _best_multiplier(weight: torch.Tensor, scales: tuple[float, ...],
+                     score: Callable[[], float]) -> float:
+    """Scale `weight` in place by the multiplier in `scales` with the best `score()` (the
+    first of equals); returns the multiplier."""
+    base = weight.detach().clone()
     best, best_score = 1.0, -np.inf
     for mult in scales:
         with torch.no_grad():
-            net.ii_scale.copy_(base * mult)
-        score = validation_ndcg(net, train_x, valid_x, k, item_item=item_item,
-                                max_users=max_users, seed=seed)
-        if score > best_score:
-            best, best_score = mult, score
+            weight.copy_(base * mult)
+        value = score()
+        if value > best_score:
+            best, best_score = mult, value
     with torch.no_grad():
-        net.ii_scale.copy_(base * best)
+        weight.copy_(base * best)
     return float(best)
 
 

@@ -201,3 +201,39 @@ def test_items_without_interactions_never_train_the_content_path(negatives):
         weights.append({k: v.detach().clone() for k, v in net.named_parameters()})
     for name in weights[0]:
         torch.testing.assert_close(weights[0][name], weights[1][name], msg=name)
+
+
+# ------------------------------------------------------------------ the cold CF weight
+def test_cold_cf_scale_weights_only_cold_items_lightfm_score():
+    net = _cf_net().eval()
+    with torch.no_grad():
+        net.warm_item[3:] = False
+        net.cold_cf_scale.fill_(5.0)
+    out = net.items(torch.arange(6))
+    torch.testing.assert_close(out.cf[:3], net.cf_item[:3])
+    torch.testing.assert_close(out.cf[3:], 5.0 * net.cf_item[3:])
+
+
+def test_cold_cf_scale_is_chosen_on_the_carve():
+    """The LightFM score is the only signal for the carved items: the tuner turns it up."""
+    from multirec.posthoc import COLD_CF_SCALES, tune_cold_cf_scale
+
+    train, valid, _ = planted_problem(n_users=150, n_items=200, seed=3)
+    full = sp.csr_matrix(train + valid)
+    new_train, _, carve = carve_items(train, valid, np.ones(200, bool), 0.3, seed=0)
+    # LightFM-like factors that reproduce the interactions (a truncated SVD of them)
+    u, s, vt = np.linalg.svd(full.toarray(), full_matrices=False)
+    net = TwoTowerNetwork(NetworkConfig(n_users=150, n_items=200, cf_dim=8, dim=8))
+    with torch.no_grad():
+        net.cf_user.copy_(torch.from_numpy((u[:, :8] * s[:8]).astype(np.float32)))
+        net.cf_item.copy_(torch.from_numpy(vt[:8].T.astype(np.float32)))
+        net.has_cf.fill_(True)
+        net.warm_item.copy_(torch.from_numpy(np.diff(new_train.tocsc().indptr) > 0))
+        net.warm_user.fill_(True)
+        net.cf_scale.fill_(0.01)  # a weak learned weight, as after training with strong IDs
+        net.content_bias.bias.fill_(0.0)
+    net.eval()
+    before = cold_ndcg(net, new_train, carve, k=10)
+    mult = tune_cold_cf_scale(net, new_train, carve, k=10)
+    assert mult == float(net.cold_cf_scale) and mult in COLD_CF_SCALES and mult >= 16
+    assert cold_ndcg(net, new_train, carve, k=10) > before + 0.05

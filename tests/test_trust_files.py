@@ -432,3 +432,15 @@ def test_checkpoints_share_the_crash_safe_layout(tmp_path):
     (folder / "tensors.safetensors").write_bytes(bytes(raw))
     with pytest.raises(ModelFileError, match="does not match its checksum.*delete"):
         load_checkpoint(tmp_path)
+
+
+def test_a_save_from_before_a_new_tensor_loads_with_its_neutral_value(model, saved):
+    """Format-2 saves written before `cold_cf_scale` existed load, scoring as they did."""
+    root, _ = saved
+    _edit(root, "model.safetensors", lambda s: {k: v for k, v in s.items() if k != "cold_cf_scale"})
+    loaded = MultimodalRecommender.from_pretrained(root)
+    assert float(loaded.network.cold_cf_scale) == 1.0
+    np.testing.assert_allclose(_scores(loaded), _scores(model), rtol=1e-5, atol=1e-6)
+    _edit(root, "model.safetensors", lambda s: {**s, "cold_cf_scale": torch.zeros(2)})
+    with pytest.raises(ModelFileError, match="'cold_cf_scale' is torch.float32 \\[2\\]"):
+        MultimodalRecommender.from_pretrained(root)
