@@ -35,6 +35,8 @@ __all__ = ["ColdCarve", "carve_items", "fold_in_items", "MIN_CARVED_ITEMS",
 
 MIN_CARVED_ITEMS = 20  # fewer eligible items: no carve (the estimate would be noise)
 MAX_CARVED_ITEMS = 2000  # the fold-in and the cold ranking stay cheap on any catalogue
+FOLD_IN_BUDGET = 20_000_000  # user × item scores held at once by the fold-in (~80 MB each array)
+SAMPLED_OTHERS = 2048  # at least this many non-users of a group of items are its negatives
 
 
 @dataclass
@@ -90,7 +92,7 @@ def carve_items(train_x: sp.csr_matrix, valid_x: sp.csr_matrix | None, eligible:
 
 def fold_in_items(net: Any, full: sp.csr_matrix, items_idx: np.ndarray, *, item_item: Any = None,
                   neg_weight: float = 0.5, epochs: int = 30, lr: float = 0.05,
-                  seed: int = 0) -> None:
+                  seed: int = 0, budget: int = FOLD_IN_BUDGET) -> None:
     """Fit the ID residual and bias of items `items_idx` (C,) — carved items, and items whose
     only interactions were held out for validation — on all their interactions (users'
     histories from `full`, every other weight frozen), then mark them warm in place.
@@ -100,16 +102,42 @@ def fold_in_items(net: Any, full: sp.csr_matrix, items_idx: np.ndarray, *, item_
     item i is `base_ui + ⟨h_u, e_i⟩ + b_i` with `base` the frozen rest (the item-item term
     included, as it will be once the item is warm): a logistic regression per item,
     with the training loss's weights (positives 1, non-interactions `neg_weight`).
+    Items are fitted in groups of at most `budget` user × item scores (the users of a group
+    plus a sample of at least `SAMPLED_OTHERS` others, their negatives reweighted), so the
+    memory stays bounded on any catalogue.
     """
     cols = np.asarray(items_idx, dtype=np.int64)
     if cols.size == 0:
         return
+    net.eval()
+    scorer = Scorer(net, item_item)  # user vectors do not change as items are folded in
+    counts = np.diff(sp.csr_matrix(full[:, cols]).tocsc().indptr)  # (C,) users per item
+    for chunk in _chunks(cols, counts, budget):
+        _fold_in_chunk(net, scorer, full, chunk, neg_weight=neg_weight, epochs=epochs, lr=lr,
+                       seed=seed, budget=budget)
+
+
+def _chunks(cols: np.ndarray, counts: np.ndarray, budget: int) -> list[np.ndarray]:
+    """`cols` in groups whose (their users + `SAMPLED_OTHERS`) × items stays within `budget`
+    scores (least popular first, so the long tail is folded in a few large groups)."""
+    out, start, users = [], 0, 0
+    order = np.argsort(counts, kind="stable")
+    for j, i in enumerate(order):
+        if j > start and (users + counts[i] + SAMPLED_OTHERS) * (j - start + 1) > budget:
+            out.append(np.sort(cols[order[start:j]]))
+            start, users = j, 0
+        users += counts[i]
+    out.append(np.sort(cols[order[start:]]))
+    return out
+
+
+def _fold_in_chunk(net: Any, scorer: Scorer, full: sp.csr_matrix, cols: np.ndarray, *,
+                   neg_weight: float, epochs: int, lr: float, seed: int, budget: int) -> None:
+    """`fold_in_items` for one group of items (C,), in bounded memory."""
     items = torch.from_numpy(cols).to(net.global_bias.device)
-    users, neg_scale = _fold_in_users(full, cols, seed)
+    users, neg_scale = _fold_in_users(full, cols, seed, budget)
     if users.size == 0:
         return
-    net.eval()
-    scorer = Scorer(net, item_item)
     with torch.no_grad():
         cold_view = net.items(items)
         ctx = net.context(items, cold_view)  # (C, d) content-based context, kept
@@ -145,13 +173,13 @@ def fold_in_items(net: Any, full: sp.csr_matrix, items_idx: np.ndarray, *, item_
 
 
 def _fold_in_users(full: sp.csr_matrix, cols: np.ndarray, seed: int,
-                   budget: int = 20_000_000) -> tuple[np.ndarray, np.ndarray]:
+                   budget: int) -> tuple[np.ndarray, np.ndarray]:
     """Users the fold-in looks at (every user of the items, plus a sample of the others
     within `budget` user × item scores) and the weight of each one's negatives (n / sample)."""
     active = np.flatnonzero(np.diff(full.indptr))
     pos = np.flatnonzero(np.diff(sp.csr_matrix(full[:, cols]).indptr))
     others = np.setdiff1d(active, pos, assume_unique=True)
-    room = max(budget // max(cols.size, 1) - pos.size, 0)
+    room = max(budget // max(cols.size, 1) - pos.size, min(SAMPLED_OTHERS, others.size))
     scale = 1.0
     if others.size > room:
         scale = others.size / max(room, 1)

@@ -237,3 +237,23 @@ def test_cold_cf_scale_is_chosen_on_the_carve():
     mult = tune_cold_cf_scale(net, new_train, carve, k=10)
     assert mult == float(net.cold_cf_scale) and mult in COLD_CF_SCALES and mult >= 16
     assert cold_ndcg(net, new_train, carve, k=10) > before + 0.05
+
+
+def test_fold_in_in_groups_matches_one_group():
+    """A small memory budget folds the items in several groups with the same result (each
+    item's regression is independent of the others')."""
+    train, valid, content = planted_problem(n_items=200)
+    full = sp.csr_matrix(train + valid)
+    new_train, _, carve = carve_items(train, valid, np.ones(200, bool), 0.25, seed=0)
+    net = planted_net(new_train, content)
+    train_network(net, new_train, None, TrainConfig(epochs=4, batch_size=32, eval_every=4,
+                                                    patience=10, show_progress=False))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    results = []
+    for budget in (10**9, 150 * 12):  # one group; one item per group (all 150 users each)
+        net.load_state_dict(state)
+        fold_in_items(net, full, carve.items, budget=budget)
+        results.append((net.item_id.weight[carve.items].detach().clone(),
+                        net.item_bias.weight[carve.items].detach().clone()))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-5)
