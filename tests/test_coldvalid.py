@@ -257,3 +257,16 @@ def test_fold_in_in_groups_matches_one_group():
                         net.item_bias.weight[carve.items].detach().clone()))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-5)
+
+
+def test_scorer_logits_for_some_columns_are_those_of_the_full_catalogue():
+    from multirec.scoring import Scorer
+
+    train, _, content = planted_problem(n_items=60)
+    net = planted_net(train, content).eval()
+    cols = np.array([3, 17, 40, 59])
+    scorer = Scorer(net)
+    full = scorer.logits(np.arange(5), train[:5])
+    part = scorer.logits(np.arange(5), train[:5], columns=cols)
+    assert part.shape == (5, 4)
+    torch.testing.assert_close(part, full[:, cols])
