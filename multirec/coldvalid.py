@@ -20,7 +20,7 @@ cold-item protocol, from the users' training histories).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -139,11 +139,13 @@ def _fold_in_chunk(net: Any, scorer: Scorer, full: sp.csr_matrix, cols: np.ndarr
     if users.size == 0:
         return
     with torch.no_grad():
-        cold_view = net.items(items)
-        ctx = net.context(items, cold_view)  # (C, d) content-based context, kept
-        # the items as they will be once warm (item-item term on), minus their own terms
-        out = replace(cold_view, bias=cold_view.bias - net.cold_bias,
-                      memory=torch.ones_like(cold_view.memory))
+        ctx = net.context(items, net.items(items))  # (C, d) content-based context, kept
+        # the items as they will be once warm, with no residual or bias of their own yet
+        net.item_id.weight[items] = 0.0
+        net.item_bias.weight[items] = 0.0
+        net.item_ctx_id.weight[items] = ctx
+        net.warm_item[items] = True
+        out = net.items(items)
         h_u, base_z = [], []
         bs = logits_batch_size(len(items))
         for s in range(0, users.size, bs):
@@ -168,8 +170,6 @@ def _fold_in_chunk(net: Any, scorer: Scorer, full: sp.csr_matrix, cols: np.ndarr
     with torch.no_grad():
         net.item_id.weight[items] = emb.detach().to(net.item_id.weight.dtype)
         net.item_bias.weight[items, 0] = bias.detach()
-        net.item_ctx_id.weight[items] = ctx
-        net.warm_item[items] = True
 
 
 def _fold_in_users(full: sp.csr_matrix, cols: np.ndarray, seed: int,

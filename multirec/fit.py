@@ -266,7 +266,7 @@ def posthoc(run: FitRun) -> None:
             max_users=cfg.max_valid_users, seed=cfg.seed)
     if run.carve is not None and run.net.cf_item_proj is not None:
         run.resolved["cold_cf_scale"] = tune_cold_cf_scale(
-            run.net, run.train_x, run.carve, run.item_item, k=cfg.k,
+            run.net, run.train_x, run.valid_x, run.carve, run.item_item, k=cfg.k,
             max_users=cfg.max_valid_users, seed=cfg.seed)
     calibrate(run.net, run.train_x, run.valid_x, run.item_item,
               max_users=cfg.max_valid_users, seed=cfg.seed)

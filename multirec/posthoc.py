@@ -39,16 +39,21 @@ def tune_item_item_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matri
         net, train_x, valid_x, k, item_item=item_item, max_users=max_users, seed=seed))
 
 
-def tune_cold_cf_scale(net: Any, train_x: sp.csr_matrix, carve: Any, item_item: Any = None, *,
+def tune_cold_cf_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, carve: Any,
+                       item_item: Any = None, *,
                        k: int = 10, max_users: int = 2000, seed: int = 0,
                        scales: tuple[float, ...] = COLD_CF_SCALES) -> float:
     """Set the weight of the LightFM score for cold items (`cold_cf_scale`, whose factor
-    comes from side features alone) to the best multiplier on the cold-item carve (`carve`:
-    a `multirec.coldvalid.ColdCarve`, its items ranked among themselves); returns it.
-    Warm items are not affected: their LightFM score keeps the learned weight."""
+    comes from side features alone) to the best multiplier on validation; returns it.
+
+    The score is NDCG@k of the whole catalogue against the warm validation pairs and the
+    carve's (`carve`: a `multirec.coldvalid.ColdCarve`) together, so new items are placed
+    among the others, not only among themselves: a weight that ranks new items well among
+    themselves but floods everyone's lists with them loses. Warm items keep the learned weight.
+    """
+    target = sp.csr_matrix(valid_x + carve.target)
     return _best_multiplier(net.cold_cf_scale, scales, lambda: validation_ndcg(
-        net, train_x, carve.target, k, item_item=item_item, max_users=max_users, seed=seed,
-        columns=carve.items))
+        net, train_x, target, k, item_item=item_item, max_users=max_users, seed=seed))
 
 
 def _best_multiplier(weight: torch.Tensor, scales: tuple[float, ...],

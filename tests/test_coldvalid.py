@@ -220,7 +220,7 @@ def test_cold_cf_scale_is_chosen_on_the_carve():
 
     train, valid, _ = planted_problem(n_users=150, n_items=200, seed=3)
     full = sp.csr_matrix(train + valid)
-    new_train, _, carve = carve_items(train, valid, np.ones(200, bool), 0.3, seed=0)
+    new_train, new_valid, carve = carve_items(train, valid, np.ones(200, bool), 0.3, seed=0)
     # LightFM-like factors that reproduce the interactions (a truncated SVD of them)
     u, s, vt = np.linalg.svd(full.toarray(), full_matrices=False)
     net = TwoTowerNetwork(NetworkConfig(n_users=150, n_items=200, cf_dim=8, dim=8))
@@ -234,7 +234,7 @@ def test_cold_cf_scale_is_chosen_on_the_carve():
         net.content_bias.bias.fill_(0.0)
     net.eval()
     before = cold_ndcg(net, new_train, carve, k=10)
-    mult = tune_cold_cf_scale(net, new_train, carve, k=10)
+    mult = tune_cold_cf_scale(net, new_train, new_valid, carve, k=10)
     assert mult == float(net.cold_cf_scale) and mult in COLD_CF_SCALES and mult >= 16
     assert cold_ndcg(net, new_train, carve, k=10) > before + 0.05
 
@@ -270,3 +270,29 @@ def test_scorer_logits_for_some_columns_are_those_of_the_full_catalogue():
     part = scorer.logits(np.arange(5), train[:5], columns=cols)
     assert part.shape == (5, 4)
     torch.testing.assert_close(part, full[:, cols])
+
+
+def test_cold_cf_scale_does_not_let_new_items_flood_the_lists():
+    """With a strong warm model, turning the cold weight up pushes new items above the
+    relevant warm ones: the whole-catalogue validation objective keeps it moderate."""
+    from multirec.posthoc import COLD_CF_SCALES, tune_cold_cf_scale
+
+    train, valid, _ = planted_problem(n_users=150, n_items=200, seed=3)
+    full = sp.csr_matrix(train + valid)
+    new_train, new_valid, carve = carve_items(train, valid, np.ones(200, bool), 0.3, seed=0)
+    u, s, vt = np.linalg.svd(full.toarray(), full_matrices=False)
+    net = TwoTowerNetwork(NetworkConfig(n_users=150, n_items=200, cf_dim=8, dim=8))
+    with torch.no_grad():
+        net.cf_user.copy_(torch.from_numpy((u[:, :8] * s[:8]).astype(np.float32)))
+        net.cf_item.copy_(torch.from_numpy(vt[:8].T.astype(np.float32)))
+        net.has_cf.fill_(True)
+        net.warm_item.copy_(torch.from_numpy(np.diff(new_train.tocsc().indptr) > 0))
+        net.warm_user.fill_(True)
+        net.cf_scale.fill_(1.0)  # the warm items are ranked well by their LightFM score
+    net.eval()
+    mult = tune_cold_cf_scale(net, new_train, new_valid, carve, k=10)
+    assert mult < max(COLD_CF_SCALES)
+    warm = validation_ndcg(net, new_train, new_valid, 10)
+    with torch.no_grad():
+        net.cold_cf_scale.fill_(max(COLD_CF_SCALES))
+    assert warm > validation_ndcg(net, new_train, new_valid, 10) + 0.05  # flooding hurts
