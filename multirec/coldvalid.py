@@ -45,6 +45,9 @@ class ColdCarve:
 
     items: np.ndarray  # (C,) int64 sorted item indices
     target: sp.csr_matrix  # (n_users, n_items) binary: the carved items' interactions
+    # the part of `target` that fell into the validation holdout: new items' share of the
+    # validation pairs as in the data (None without validation)
+    held: sp.csr_matrix | None = None
 
 
 def carve_items(train_x: sp.csr_matrix, valid_x: sp.csr_matrix | None, eligible: np.ndarray,
@@ -83,11 +86,13 @@ def carve_items(train_x: sp.csr_matrix, valid_x: sp.csr_matrix | None, eligible:
     target.data[:] = 1.0
     new_train = sp.csr_matrix(train_x @ keep)
     new_train.eliminate_zeros()
-    new_valid = None
+    new_valid, held = None, None
     if valid_x is not None:
         new_valid = sp.csr_matrix(valid_x @ keep)
         new_valid.eliminate_zeros()
-    return new_train, new_valid, ColdCarve(items=items, target=target)
+        held = sp.csr_matrix(valid_x @ only, dtype=np.float32)
+        held.eliminate_zeros()
+    return new_train, new_valid, ColdCarve(items=items, target=target, held=held)
 
 
 def fold_in_items(net: Any, full: sp.csr_matrix, items_idx: np.ndarray, *, item_item: Any = None,

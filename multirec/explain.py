@@ -24,7 +24,8 @@ def explain(model: Any, user_id: Any, item_id: Any) -> dict[str, Any]:
     `contributions[s]` is the change in logit when source `s` (cf, each modality, the item's
     ID residual) is hidden from the item tower — exact for `sum` fusion, an occlusion
     estimate for the others; "item_item" is the weighted item-item score of the user's
-    history. Biases are reported separately; calibration is folded into every number.
+    history; "popularity" the popularity prior (weighted by the history's length). Biases
+    are reported separately; calibration is folded into every number.
     """
     net, scorer = model.network, model.scorer_
     u = int(model.user_map_.index(user_id))
@@ -52,6 +53,8 @@ def explain(model: Any, user_id: Any, item_id: Any) -> dict[str, Any]:
             contrib["id"] = float(h_u @ net.item_id(i)[0])
         if ii is not None:
             contrib["item_item"] = float(net.ii_scale * ii[0, 0] * full.memory[0])
+        if float(user.prior[0]) != 0.0:
+            contrib["popularity"] = float(user.prior[0] * full.prior[0])
     a, c = float(net.logit_scale), float(net.logit_shift)
     return {"user": user_id, "item": item_id, "score": 1.0 / (1.0 + np.exp(-logit)),
             "logit": logit, "contributions": {k: a * v for k, v in contrib.items()},

@@ -8,9 +8,9 @@
     build     NetworkConfig → TwoTowerNetwork, frozen inputs copied in
     item_item EASE weights (dense, or sparse neighbourhood EASE above the dense limit)
     train     the towers (`multirec.training`), early stopping on validation NDCG
-    posthoc   on validation only: the item-item weight, the weight of LightFM's score for
-              cold items (on the carve), probability calibration
-    refit     item-item weights on all interactions (train + validation)
+    posthoc   on validation only: the item-item weight, how cold items are scored (on the
+              carve), the popularity prior for short histories, probability calibration
+    refit     item-item weights and item popularity on all interactions (train + validation)
     fold_in   items with no training interactions but some in validation (the carved ones
               among them) get their ID residual and bias from all their interactions
 
@@ -41,7 +41,8 @@ from .errors import ConfigError, DataError
 from .history import History
 from .idmap import IdMap
 from .network import TwoTowerNetwork
-from .posthoc import calibrate, tune_cold_cf_scale, tune_item_item_scale
+from .posthoc import calibrate, tune_cold_items, tune_item_item_scale
+from .prior import set_item_prior, tune_prior
 from .scoring import binary
 from .training import Callback, train_network
 
@@ -264,16 +265,21 @@ def posthoc(run: FitRun) -> None:
         run.history.item_item_scale = tune_item_item_scale(
             run.net, run.train_x, run.valid_x, run.item_item, k=cfg.k,
             max_users=cfg.max_valid_users, seed=cfg.seed)
-    if run.carve is not None and run.net.cf_item_proj is not None:
-        run.resolved["cold_cf_scale"] = tune_cold_cf_scale(
+    if run.carve is not None:
+        run.resolved.update(tune_cold_items(
             run.net, run.train_x, run.valid_x, run.carve, run.item_item, k=cfg.k,
-            max_users=cfg.max_valid_users, seed=cfg.seed)
+            max_users=cfg.max_valid_users, seed=cfg.seed))
+    if cfg.popularity_prior:
+        run.resolved.update(tune_prior(run.net, run.train_x, run.valid_x, run.item_item, k=cfg.k,
+                                       max_users=cfg.max_valid_users, seed=cfg.seed))
     calibrate(run.net, run.train_x, run.valid_x, run.item_item,
               max_users=cfg.max_valid_users, seed=cfg.seed)
 
 
 def refit(run: FitRun) -> None:
-    """Item-item weights on all interactions, once validation has had its say."""
+    """Item-item weights and the popularity prior on all interactions, once validation has
+    had its say."""
+    set_item_prior(run.net, run.full)
     if run.item_item is not None and run.full.nnz != run.train_x.nnz:
         run.item_item = run.item_item.refit(run.full)
 

@@ -189,8 +189,7 @@ def load_model(cls: type, directory: str | os.PathLike, device: str = "cpu", *,
     fit_config = config["fit_config"]
     model, encoder_configs, kwargs = _new_model(cls, config, spec, root, device, encoder_paths,
                                                 cache_dir, checkpoint_dir)
-    for key, value in TwoTowerNetwork.STATE_DEFAULTS.items():  # saved before the tensor existed
-        state.setdefault(key, torch.full((1,), value))
+    _fill_state_defaults(spec, state)
     _check_state_shapes(spec, state, root, has_item_item=item_item is not None)
     net = _build_network(spec)
     finetuned = {m: Encoder.from_config(encoder_configs[m]).to(device) for m in spec["finetuned"]}
@@ -424,6 +423,19 @@ def _build_network(spec: dict[str, Any]) -> TwoTowerNetwork:
             use_user_cf=spec["use_user_cf"], item_item=spec["item_item"])
     except (ConfigError, ValueError, TypeError, KeyError) as exc:
         raise ModelFileError(f"the network described in config.json cannot be built: {exc}") from exc
+
+
+def _fill_state_defaults(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """Add the tensors of `TwoTowerNetwork.STATE_DEFAULTS` that a save made before they
+    existed lacks, shaped as the network needs them (built on the meta device)."""
+    missing = [k for k in TwoTowerNetwork.STATE_DEFAULTS if k not in state]
+    if not missing:
+        return
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in _build_network(spec).state_dict().items()}
+    for key in missing:
+        if key in shapes:
+            state[key] = torch.full(shapes[key], TwoTowerNetwork.STATE_DEFAULTS[key])
 
 
 def _check_state_shapes(spec: dict[str, Any], state: dict[str, torch.Tensor], root: Path, *,

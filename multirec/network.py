@@ -53,6 +53,7 @@ class ItemOutput:
     cf: torch.Tensor  # (B, k) LightFM item factor where used, else 0 (k = 0 without CF)
     index: torch.Tensor | None = None  # (B,) item indices
     memory: torch.Tensor | None = None  # (B,) 1 where the item-item term is used, else 0
+    prior: torch.Tensor | None = None  # (B,) popularity prior log(1 + interactions)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class UserOutput:
     h: torch.Tensor  # (B, d) user vectors
     cf: torch.Tensor  # (B, k) LightFM user factor where used, else 0
     bias: torch.Tensor  # (B,) user biases b_u (0 for users unknown to the model)
+    prior: torch.Tensor | None = None  # (B,) weight of the items' popularity prior
 
 
 class TwoTowerNetwork(nn.Module):
@@ -69,7 +71,8 @@ class TwoTowerNetwork(nn.Module):
 
     # tensors added after model format 2 was fixed, with the value that reproduces how a
     # model saved without them scores (`multirec.io` fills them in on load)
-    STATE_DEFAULTS = {"cold_cf_scale": 1.0}
+    STATE_DEFAULTS = {"cold_cf_scale": 1.0, "item_prior": 0.0, "prior_weight": 0.0,
+                      "prior_halflife": 1.0}
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
@@ -105,6 +108,12 @@ class TwoTowerNetwork(nn.Module):
         # multiplier of the LightFM score ⟨u, v⟩ for cold items (their factor comes from side
         # features alone), chosen on the cold-item validation carve after training (1 until then)
         self.register_buffer("cold_cf_scale", torch.ones(1))
+        # popularity prior for short histories: logit += w·κ/(κ + n_u)·item_prior_i, with n_u
+        # the user's history length and item_prior = log(1 + interactions); w, κ chosen on
+        # validation after training (`multirec.prior`; w = 0, no prior, until then)
+        self.register_buffer("item_prior", torch.zeros(n_items))
+        self.register_buffer("prior_weight", torch.zeros(1))
+        self.register_buffer("prior_halflife", torch.ones(1))
         # ---- learned
         self.content_proj = nn.ModuleDict({m: Projection(d_in, dim) for m, d_in in content_dims.items()})
         self.cf_item_proj = nn.Linear(cf, dim) if cf_dim else None
@@ -196,7 +205,8 @@ class TwoTowerNetwork(nn.Module):
             return t if extra <= 0 else torch.cat([t, t.new_zeros((extra, *t.shape[1:]))])
 
         if n_items is not None and n_items > self.n_items:
-            for name in ["cf_item", "warm_item", "has_cf", *[f"content_{m}" for m in self.modalities],
+            for name in ["cf_item", "warm_item", "has_cf", "item_prior",
+                         *[f"content_{m}" for m in self.modalities],
                          *[f"has_{m}" for m in self.modalities]]:
                 setattr(self, name, pad(getattr(self, name), n_items))
             for emb in (self.item_id, self.item_ctx_id, self.item_bias):
@@ -261,7 +271,7 @@ class TwoTowerNetwork(nn.Module):
             weight = torch.where(looks_cold, self.cold_cf_scale, torch.ones_like(self.cold_cf_scale))
             cf = cf * (used[:, :1].to(cf.dtype) * weight.unsqueeze(1))
         return ItemOutput(h=h, bias=bias, sources=x, mask=used, cf=cf, index=items,
-                          memory=memory.to(h.dtype))
+                          memory=memory.to(h.dtype), prior=self.item_prior[items])
 
     def _cold_cf(self, items: torch.Tensor, sim_cold: torch.Tensor, cf: torch.Tensor,
                  used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,16 +327,21 @@ class TwoTowerNetwork(nn.Module):
             if self.cf_user_proj is not None:
                 hu = hu + warm.to(hu.dtype).unsqueeze(1) * self.cf_user_proj(self.cf_user[users])
             bu = self.warm_user[users].to(hu.dtype) * self.user_bias(users).squeeze(-1)
-        return UserOutput(h=hu, cf=cf, bias=bu)
+        prior = self.prior_weight * self.prior_halflife / (self.prior_halflife + n)  # (B,)
+        return UserOutput(h=hu, cf=cf, bias=bu, prior=prior.to(hu.dtype))
 
     def raw_logits(self, user: UserOutput, item: ItemOutput,
                    ii: torch.Tensor | None = None) -> torch.Tensor:  # (B, C)
-        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·ii_ui] + b_u + b_i + b` (before calibration).
+        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·ii_ui] + w_u·prior_i + b_u + b_i + b` (before
+        calibration).
 
         `ii` (B, C): item-item scores of the users' histories for these items (see
         `multirec.itemitem`); used only where the item has item-item weights (`memory`).
+        `w_u·prior_i`: the popularity prior, weighted down as the user's history grows.
         """
         out = user.h @ item.h.T + user.bias.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
+        if user.prior is not None and item.prior is not None:
+            out = out + user.prior.unsqueeze(1) * item.prior.unsqueeze(0)
         if user.cf.shape[1] and self.use_user_cf:
             out = out + self.cf_scale * (user.cf @ item.cf.T)
         if ii is not None and self.use_item_item:

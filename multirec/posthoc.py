@@ -20,11 +20,11 @@ from .ranking import sample_target_rows
 from .scoring import iter_logits
 from .training import validation_ndcg
 
-__all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "tune_item_item_scale", "tune_cold_cf_scale",
-           "calibrate", "platt"]
+__all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "COLD_SHIFT_RANKS", "tune_item_item_scale",
+           "tune_cold_items", "tune_cold_cf_scale", "cold_shift_candidates", "calibrate", "platt"]
 
 ITEM_ITEM_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # multipliers tried on validation
-COLD_CF_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)  # on the cold carve
+COLD_CF_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)  # on the carve
 
 
 def tune_item_item_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_item: Any,
@@ -39,21 +39,88 @@ def tune_item_item_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matri
         net, train_x, valid_x, k, item_item=item_item, max_users=max_users, seed=seed))
 
 
-def tune_cold_cf_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, carve: Any,
-                       item_item: Any = None, *,
-                       k: int = 10, max_users: int = 2000, seed: int = 0,
-                       scales: tuple[float, ...] = COLD_CF_SCALES) -> float:
-    """Set the weight of the LightFM score for cold items (`cold_cf_scale`, whose factor
-    comes from side features alone) to the best multiplier on validation; returns it.
+def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, carve: Any,
+                    item_item: Any = None, *, k: int = 10, max_users: int = 2000, seed: int = 0,
+                    scales: tuple[float, ...] = COLD_CF_SCALES) -> dict[str, float]:
+    """Set how cold items are scored from the carve (`carve`: a `multirec.coldvalid.ColdCarve`),
+    in two steps, and return both choices (`{"cold_cf_scale": s, "cold_shift": δ}`):
 
-    The score is NDCG@k of the whole catalogue against the warm validation pairs and the
-    carve's (`carve`: a `multirec.coldvalid.ColdCarve`) together, so new items are placed
-    among the others, not only among themselves: a weight that ranks new items well among
-    themselves but floods everyone's lists with them loses. Warm items keep the learned weight.
+    1. the weight `s` of the LightFM score of cold items (`cold_cf_scale`; their factor comes
+       from side features alone): the best multiplier for NDCG@k of the carve's targets ranked
+       among the carved items only — how well new items are ordered among themselves
+       (skipped without a CF source);
+    2. a shift `δ` of every cold item's logit (added to `cold_bias`): the best of a few
+       offsets that put a user's top new item at rank 1, 2, 5, ... of their warm list, for
+       NDCG@k of the whole catalogue against the validation pairs, the carved items' among
+       them (`carve.held`: new items with their share of the pairs as in the data) — where
+       new items stand among the others, so a large `s` cannot flood everyone's list with
+       them. δ = 0 (the trained level) is tried first and wins ties.
+
+    Warm items keep their learned weights.
     """
-    target = sp.csr_matrix(valid_x + carve.target)
-    return _best_multiplier(net.cold_cf_scale, scales, lambda: validation_ndcg(
+    out: dict[str, float] = {}
+    if net.cf_item_proj is not None:
+        out["cold_cf_scale"] = _best_multiplier(net.cold_cf_scale, scales, lambda: validation_ndcg(
+            net, train_x, carve.target, k, item_item=item_item, max_users=max_users, seed=seed,
+            columns=carve.items))
+    target = sp.csr_matrix(valid_x + (carve.target if carve.held is None else carve.held))
+    offsets = cold_shift_candidates(net, train_x, target, item_item, max_users=min(max_users, 500),
+                                    seed=seed)
+    out["cold_shift"] = _best_offset(net.cold_bias, offsets, lambda: validation_ndcg(
         net, train_x, target, k, item_item=item_item, max_users=max_users, seed=seed))
+    return out
+
+
+COLD_SHIFT_RANKS = (1, 2, 5, 10, 20, 50, 100, 1000)  # where a user's top new item is placed
+
+
+def cold_shift_candidates(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix,
+                          item_item: Any = None, *, max_users: int = 500, seed: int = 0,
+                          ranks: tuple[int, ...] = COLD_SHIFT_RANKS) -> list[float]:
+    """Offsets of the cold items' logits to try: 0, then for each rank r the median over
+    sampled users of (r-th best warm logit − best cold logit), training items excluded —
+    the shift that puts the typical user's best new item at rank r of their warm list."""
+    cold = ~net.warm_item.cpu().numpy()  # (n_items,) bool
+    if not cold.any() or cold.all():
+        return [0.0]
+    users = sample_target_rows(target, max_users, seed)
+    ranks = tuple(r for r in ranks if r <= int((~cold).sum()))
+    gaps: list[np.ndarray] = []  # per block: (B, R) r-th warm minus best cold
+    for u, logits in iter_logits(net, inputs, users, item_item):
+        z = logits.float().cpu().numpy().copy()  # (B, n_items)
+        seen = inputs[u].toarray() > 0
+        z[seen] = -np.inf
+        best_cold = np.where(cold, z, -np.inf).max(1)  # (B,)
+        top = -np.partition(-np.where(cold, -np.inf, z), ranks[-1] - 1, axis=1)[:, :ranks[-1]]
+        top = -np.sort(-top, axis=1)  # (B, R_max) best warm logits, descending
+        gaps.append(top[:, [r - 1 for r in ranks]] - best_cold[:, None])
+    if not gaps:
+        return [0.0]
+    gap = np.concatenate(gaps)
+    medians = [float(np.median(g[np.isfinite(g)])) for g in gap.T if np.isfinite(g).any()]
+    return [0.0] + sorted({round(m, 6) for m in medians} - {0.0}, reverse=True)
+
+
+def tune_cold_cf_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, carve: Any,
+                       item_item: Any = None, **kw: Any) -> float:
+    """`tune_cold_items`, returning only the chosen `cold_cf_scale` (1.0 without CF)."""
+    return tune_cold_items(net, train_x, valid_x, carve, item_item, **kw).get("cold_cf_scale", 1.0)
+
+
+def _best_offset(weight: torch.Tensor, offsets: list[float], score: Callable[[], float]) -> float:
+    """Add to `weight` in place the offset in `offsets` with the best `score()` (the first of
+    equals); returns the offset."""
+    base = weight.detach().clone()
+    best, best_score = 0.0, -np.inf
+    for off in offsets:
+        with torch.no_grad():
+            weight.copy_(base + off)
+        value = score()
+        if value > best_score:
+            best, best_score = off, value
+    with torch.no_grad():
+        weight.copy_(base + best)
+    return float(best)
 
 
 def _best_multiplier(weight: torch.Tensor, scales: tuple[float, ...],
@@ -115,24 +182,36 @@ def platt(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
           iters: int = 50) -> tuple[float, float] | None:
     """`(a, c)` minimising the weighted logistic loss of `σ(a·x + c)` against labels `y`;
     None when degenerate (one class only, non-finite scores, or a ≤ 0)."""
-    y = np.asarray(y, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
-    w = np.ones_like(x) if w is None else np.asarray(w, dtype=np.float64)
-    if not 0 < y.sum() < y.size or not np.isfinite(x).all():
+    theta = logistic(np.stack([x, np.ones_like(x)], 1), y, w, iters=iters)
+    if theta is not None and theta[0] > 0:
+        return float(theta[0]), float(theta[1])
+    return None
+
+
+def logistic(feats: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
+             iters: int = 50) -> np.ndarray | None:
+    """Weights θ (F,) minimising the weighted mean logistic loss of `σ(feats @ θ)` against
+    the labels `y` (damped Newton from θ = (1, 0, ..., 0)); None when degenerate (one class
+    only, or non-finite features or weights)."""
+    y = np.asarray(y, dtype=np.float64)
+    feats = np.asarray(feats, dtype=np.float64)  # (N, F)
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64)
+    if not 0 < y.sum() < y.size or not np.isfinite(feats).all():
         return None
     w = w / w.mean()
-    feats = np.stack([x, np.ones_like(x)], 1)
 
     def loss(t: np.ndarray) -> float:  # weighted mean logistic loss
         z = feats @ t
         return float(np.mean(w * (np.logaddexp(0.0, z) - y * z)))
 
-    theta = np.array([1.0, 0.0])  # damped Newton's method on the logistic loss in (a, c)
+    theta = np.zeros(feats.shape[1])
+    theta[0] = 1.0
     current = loss(theta)
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-np.clip(feats @ theta, -40, 40)))
         grad = feats.T @ (w * (p - y))
-        hess = (feats * (w * p * (1 - p))[:, None]).T @ feats + 1e-6 * np.eye(2)
+        hess = (feats * (w * p * (1 - p))[:, None]).T @ feats + 1e-6 * np.eye(feats.shape[1])
         step, t = np.linalg.solve(hess, grad), 1.0
         while t > 1e-4 and loss(theta - t * step) > current:
             t /= 2
@@ -143,6 +222,4 @@ def platt(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
         if current - new < 1e-10:
             break
         current = new
-    if np.isfinite(theta).all() and theta[0] > 0:
-        return float(theta[0]), float(theta[1])
-    return None
+    return theta if np.isfinite(theta).all() else None

@@ -1,6 +1,6 @@
 """Scoring: the only code that knows the tower layout (`ItemOutput` / `UserOutput` fields).
 
-    logits(u, i) = a·(⟨h_u, h_i⟩ + s·⟨cf_u, cf_i⟩ + t·ii_ui·memory_i + b_u + b_i + b) + c
+    logits(u, i) = a·(⟨h_u, h_i⟩ + s·⟨cf_u, cf_i⟩ + t·ii_ui·memory_i + w_u·prior_i + b_u + b_i + b) + c
 
 `Scorer` serves a fitted network: the catalogue's item outputs (cached), user vectors for
 known users (their training history) or new users (fold-in from a given history),
@@ -46,7 +46,8 @@ def binary(x: sp.spmatrix) -> sp.csr_matrix:
 class RetrievalHead:
     """Vectors whose inner product is the logit minus the user's own terms.
 
-    `items (n, D)`: `[h_i, s·cf_i, b_i + b]`; a query is `[h_u, cf_u, 1]`; the user bias and
+    `items (n, D)`: `[h_i, s·cf_i, prior_i, b_i + b]`; a query is `[h_u, cf_u, w_u, 1]`
+    (the prior columns only when the popularity prior is on); the user bias and
     the calibration `a·x + c` (a > 0) do not change a user's ranking. Item-item scores, when
     the model has them, are added by the index on its candidates (`Scorer.item_item_scores`).
     """
@@ -65,6 +66,11 @@ class Scorer:
     @property
     def device(self) -> torch.device:
         return self.net.global_bias.device
+
+    @property
+    def has_prior(self) -> bool:
+        """Whether the popularity prior is on (then the retrieval head carries it)."""
+        return bool(self.net.prior_weight.abs().sum() > 0)
 
     def invalidate(self) -> None:
         """Forget the cached catalogue (after the network or the catalogue changed)."""
@@ -139,6 +145,8 @@ class Scorer:
             parts = [out.h]
             if net.use_user_cf:
                 parts.append(net.cf_scale * out.cf)
+            if self.has_prior:
+                parts.append(out.prior.unsqueeze(1))
             parts.append((out.bias + net.global_bias).unsqueeze(1))
             x = torch.cat(parts, 1).float().cpu().numpy()
         x = x if rows is None else x[rows]
@@ -146,11 +154,13 @@ class Scorer:
 
     def queries(self, users: np.ndarray | None, history: sp.csr_matrix
                 ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) user biases
-        """Query side of the retrieval head: `[h_u, cf_u, 1]` and `b_u`."""
+        """Query side of the retrieval head: `[h_u, cf_u, (w_u,) 1]` and `b_u`."""
         user = self.users(users, history)
         parts = [user.h]
         if self.net.use_user_cf:
             parts.append(user.cf)
+        if self.has_prior:
+            parts.append(user.prior.unsqueeze(1))
         parts.append(torch.ones(user.h.shape[0], 1, device=user.h.device))
         q = torch.cat(parts, 1).float().cpu().numpy()
         return np.ascontiguousarray(q), user.bias.float().cpu().numpy()

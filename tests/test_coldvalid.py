@@ -272,10 +272,11 @@ def test_scorer_logits_for_some_columns_are_those_of_the_full_catalogue():
     torch.testing.assert_close(part, full[:, cols])
 
 
-def test_cold_cf_scale_does_not_let_new_items_flood_the_lists():
-    """With a strong warm model, turning the cold weight up pushes new items above the
-    relevant warm ones: the whole-catalogue validation objective keeps it moderate."""
-    from multirec.posthoc import COLD_CF_SCALES, tune_cold_cf_scale
+def test_cold_shift_keeps_new_items_from_flooding_the_lists():
+    """With a strong warm model, the cold weight chosen on the carve alone is large and would
+    push new items above the relevant warm ones; the shift chosen on the whole catalogue
+    puts them back in their place."""
+    from multirec.posthoc import COLD_CF_SCALES, tune_cold_items
 
     train, valid, _ = planted_problem(n_users=150, n_items=200, seed=3)
     full = sp.csr_matrix(train + valid)
@@ -290,9 +291,13 @@ def test_cold_cf_scale_does_not_let_new_items_flood_the_lists():
         net.warm_user.fill_(True)
         net.cf_scale.fill_(1.0)  # the warm items are ranked well by their LightFM score
     net.eval()
-    mult = tune_cold_cf_scale(net, new_train, new_valid, carve, k=10)
-    assert mult < max(COLD_CF_SCALES)
-    warm = validation_ndcg(net, new_train, new_valid, 10)
+    warm_alone = validation_ndcg(net, new_train, new_valid, 10)
+    chosen = tune_cold_items(net, new_train, new_valid, carve, k=10)
+    assert chosen["cold_cf_scale"] >= 16 and chosen["cold_cf_scale"] in COLD_CF_SCALES
+    assert chosen["cold_shift"] < 0
+    tuned = validation_ndcg(net, new_train, new_valid, 10)
     with torch.no_grad():
-        net.cold_cf_scale.fill_(max(COLD_CF_SCALES))
-    assert warm > validation_ndcg(net, new_train, new_valid, 10) + 0.05  # flooding hurts
+        net.cold_bias.sub_(chosen["cold_shift"])  # the carve's weight without the shift
+    flooded = validation_ndcg(net, new_train, new_valid, 10)
+    assert tuned > flooded + 0.05  # flooding hurts, and the shift undoes it
+    assert tuned > warm_alone - 0.05

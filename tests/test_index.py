@@ -82,7 +82,8 @@ def test_inner_product_reproduces_model_logits(models, name):
     model = models[name]
     index = ItemIndex.build(model, "flat")
     net = model.network
-    assert index.dim == net.dim + net.cf_user.shape[1] + 1 and len(index) == N_ITEMS
+    prior = int(model.scorer_.has_prior)  # the popularity prior's column, when it is on
+    assert index.dim == net.dim + net.cf_user.shape[1] + prior + 1 and len(index) == N_ITEMS
     uidx = model.user_map_.index(USERS)
     q, bu = index.user_vectors(model, USERS)
     x = item_vectors(model)

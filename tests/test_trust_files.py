@@ -435,12 +435,23 @@ def test_checkpoints_share_the_crash_safe_layout(tmp_path):
 
 
 def test_a_save_from_before_a_new_tensor_loads_with_its_neutral_value(model, saved):
-    """Format-2 saves written before `cold_cf_scale` existed load, scoring as they did."""
+    """Format-2 saves written before `cold_cf_scale` and the popularity prior existed load,
+    scoring as a model without them does."""
+    from multirec.network import TwoTowerNetwork
+
     root, _ = saved
-    _edit(root, "model.safetensors", lambda s: {k: v for k, v in s.items() if k != "cold_cf_scale"})
+    neutral = MultimodalRecommender.from_pretrained(root)  # with those tensors at neutral values
+    with torch.no_grad():
+        for key, value in TwoTowerNetwork.STATE_DEFAULTS.items():
+            getattr(neutral.network, key).fill_(value)
+    neutral.scorer_.invalidate()
+    new = set(TwoTowerNetwork.STATE_DEFAULTS)
+    _edit(root, "model.safetensors", lambda s: {k: v for k, v in s.items() if k not in new})
     loaded = MultimodalRecommender.from_pretrained(root)
     assert float(loaded.network.cold_cf_scale) == 1.0
-    np.testing.assert_allclose(_scores(loaded), _scores(model), rtol=1e-5, atol=1e-6)
+    assert float(loaded.network.prior_weight) == 0.0
+    assert loaded.network.item_prior.shape == (loaded.network.n_items,)
+    np.testing.assert_allclose(_scores(loaded), _scores(neutral), rtol=1e-5, atol=1e-6)
     _edit(root, "model.safetensors", lambda s: {**s, "cold_cf_scale": torch.zeros(2)})
     with pytest.raises(ModelFileError, match="'cold_cf_scale' is torch.float32 \\[2\\]"):
         MultimodalRecommender.from_pretrained(root)
