@@ -25,15 +25,16 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .ranking import ndcg_at_k, sample_target_rows
+from .ranking import masked_scores, ndcg_at_k, sample_target_rows
 from .scoring import Scorer, logits_batch_size
 
 __all__ = ["SIMULATED_HISTORIES", "PRIOR_WEIGHTS", "PRIOR_HALFLIVES", "popularity_prior",
            "set_item_prior", "tune_prior"]
 
 SIMULATED_HISTORIES = (1, 3, 5, 10, 20)  # history sizes of the simulated new users
-PRIOR_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # × (logit spread / prior spread)
-PRIOR_HALFLIVES = (1.0, 3.0, 10.0, 30.0, 100.0, 1e9)  # κ; 1e9: the same weight for everyone
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # × logit / prior spread
+PRIOR_HALFLIVES = (1.0, 3.0, 10.0, 30.0, 1e9)  # κ; 1e9: the same weight for everyone
+MAX_USERS = 500  # validation users per group
 SCORE_BUDGET = 5_000_000  # user × item logits per group (caps the users on large catalogues)
 
 
@@ -61,8 +62,8 @@ def tune_prior(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_it
     set_item_prior(net, train_x)
     with torch.no_grad():
         net.prior_weight.zero_()
-    users = sample_target_rows(valid_x, min(max_users, max(50, SCORE_BUDGET // train_x.shape[1])),
-                               seed)
+    cap = min(max_users, MAX_USERS, max(50, SCORE_BUDGET // train_x.shape[1]))
+    users = sample_target_rows(valid_x, cap, seed)
     n_train = np.diff(train_x.indptr)
     groups = [_simulated(train_x, users[n_train[users] > n], n, seed) for n in sizes]
     groups.append((users[n_train[users] > 0], train_x[users[n_train[users] > 0]], True))
@@ -84,10 +85,11 @@ def tune_prior(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_it
             if unit is None:  # logit spread per unit of prior spread, from the first block
                 unit = float(np.median(z.std(axis=1))) / float(prior.std())
             n = np.asarray(hh.sum(axis=1)).ravel()  # (B,) history sizes
-            target, exclude = valid_x[uu], train_x[uu]
+            z = masked_scores(z, train_x[uu])  # training items can't be recommended
+            target = valid_x[uu]
             for c, (w, h) in enumerate(combos):
                 shift = (unit * w * h / (h + n))[:, None] * prior[None, :]  # (B, n_items)
-                total, cnt = ndcg_at_k(z + shift, target, k, exclude=exclude)
+                total, cnt = ndcg_at_k(z + shift, target, k)
                 totals[g, c] += total
                 if c == 0:
                     counts[g] += cnt
