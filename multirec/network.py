@@ -108,9 +108,9 @@ class TwoTowerNetwork(nn.Module):
         # multiplier of the LightFM score ⟨u, v⟩ for cold items (their factor comes from side
         # features alone), chosen on the cold-item validation carve after training (1 until then)
         self.register_buffer("cold_cf_scale", torch.ones(1))
-        # popularity prior for short histories: logit += w·κ/(κ + n_u)·item_prior_i, with n_u
-        # the user's history length and item_prior = log(1 + interactions); w, κ chosen on
-        # validation after training (`multirec.prior`; w = 0, no prior, until then)
+        # popularity prior for new users' short histories: logit += w·κ/(κ + n_u)·item_prior_i,
+        # n_u the history length, item_prior = log(1 + interactions), for users the model does
+        # not know; w, κ chosen on validation after training (`multirec.prior`; w = 0 until then)
         self.register_buffer("item_prior", torch.zeros(n_items))
         self.register_buffer("prior_weight", torch.zeros(1))
         self.register_buffer("prior_halflife", torch.ones(1))
@@ -327,7 +327,11 @@ class TwoTowerNetwork(nn.Module):
             if self.cf_user_proj is not None:
                 hu = hu + warm.to(hu.dtype).unsqueeze(1) * self.cf_user_proj(self.cf_user[users])
             bu = self.warm_user[users].to(hu.dtype) * self.user_bias(users).squeeze(-1)
+        # the popularity prior serves users the model does not know (fold-in); known users
+        # have their own bias and LightFM factor
         prior = self.prior_weight * self.prior_halflife / (self.prior_halflife + n)  # (B,)
+        if users is not None:
+            prior = prior * (~self.warm_user[users]).to(prior.dtype)
         return UserOutput(h=hu, cf=cf, bias=bu, prior=prior.to(hu.dtype))
 
     def raw_logits(self, user: UserOutput, item: ItemOutput,

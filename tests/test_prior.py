@@ -105,3 +105,18 @@ def test_tune_prior_leaves_it_off_when_popularity_says_nothing():
     net = planted_net(train, content).eval()
     chosen = tune_prior(net, train, valid, k=10, seed=0)
     assert chosen["prior_weight"] == 0.0 and float(net.prior_weight) == 0.0
+
+
+def test_users_seen_in_training_get_no_prior():
+    train, _, content = planted_problem(n_items=40)
+    net = planted_net(train, content).eval()
+    set_item_prior(net, train)
+    with torch.no_grad():
+        net.prior_weight.fill_(2.0)
+    scorer = Scorer(net)
+    users = np.array([0, 1])
+    assert bool(net.warm_user[users].all())
+    known = scorer.users(users, train[users])
+    new = scorer.users(None, train[users])
+    torch.testing.assert_close(known.prior, torch.zeros(2))
+    assert bool((new.prior > 0).all())
