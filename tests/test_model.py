@@ -275,3 +275,20 @@ def test_probabilities_are_calibrated_on_held_out_pairs(planted):
     unseen[:, cold] = False
     assert p[unseen].mean() == pytest.approx(target[unseen].mean(), rel=0.5)
     assert p[unseen][target[unseen] == 1].mean() > 3 * p[unseen][target[unseen] == 0].mean()
+
+
+def test_added_users_get_the_popularity_prior_and_it_is_explained(planted):
+    """A user added by fold-in is scored with the prior (known users are not), and
+    `explain` reports it so the contributions still sum to the logit."""
+    rows, cols, *_, model = planted
+    model = copy.deepcopy(model)  # the module fixture is shared: never mutate it
+    with torch.no_grad():
+        model.network.prior_weight.fill_(2.0)
+    model.scorer_.invalidate()
+    model.add_users({"newbie": [f"i{cols[0]}"]})
+    popular = f"i{int(np.argmax(model.network.item_prior.cpu().numpy()))}"
+    e = model.explain("newbie", popular)
+    assert e["contributions"]["popularity"] > 0
+    total = sum(e["contributions"].values()) + e["user_bias"] + e["item_bias"] + e["global_bias"]
+    assert total == pytest.approx(e["logit"], abs=1e-4)
+    assert "popularity" not in model.explain("u0", popular)["contributions"]
