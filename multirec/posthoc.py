@@ -1,7 +1,8 @@
-"""Validation-only steps after training: the item-item weight and probability calibration.
+"""Validation-only steps after training: the item-item weight, how cold items are scored
+(on the cold-item carve) and probability calibration.
 
-Both use only the internal validation interactions (never the test data) and leave the
-ranking machinery untouched: the item-item weight is chosen by validation NDCG (the
+All use only the internal validation interactions and the carve (never the test data) and
+leave the ranking machinery untouched: the weights are chosen by validation NDCG (the
 `multirec.ranking` kernel), the calibration `σ(a·logit + c)` with a > 0 keeps every ranking.
 Memory is bounded: at most `max_users` validation users, and calibration keeps each user's
 held-out items plus `negatives_per_user` sampled items (reweighted), never users × items.
