@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .ranking import sample_target_rows
+from .ranking import masked_scores, sample_target_rows
 from .scoring import iter_logits
 from .training import validation_ndcg
 
@@ -94,9 +94,7 @@ def cold_shift_candidates(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix
     ranks = tuple(r for r in ranks if r <= int((~cold).sum()))
     gaps: list[np.ndarray] = []  # per block: (B, R) r-th warm minus best cold
     for u, logits in iter_logits(net, inputs, users, item_item):
-        z = logits.float().cpu().numpy().copy()  # (B, n_items)
-        seen = inputs[u].toarray() > 0
-        z[seen] = -np.inf
+        z = masked_scores(logits.cpu().numpy(), inputs[u])  # (B, n_items), training items -inf
         best_cold = np.where(cold, z, -np.inf).max(1)  # (B,)
         top = -np.partition(-np.where(cold, -np.inf, z), ranks[-1] - 1, axis=1)[:, :ranks[-1]]
         top = -np.sort(-top, axis=1)  # (B, R_max) best warm logits, descending
@@ -114,36 +112,33 @@ def tune_cold_cf_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix,
     return tune_cold_items(net, train_x, valid_x, carve, item_item, **kw).get("cold_cf_scale", 1.0)
 
 
-def _best_offset(weight: torch.Tensor, offsets: list[float], score: Callable[[], float]) -> float:
-    """Add to `weight` in place the offset in `offsets` with the best `score()` (the first of
-    equals); returns the offset."""
-    base = weight.detach().clone()
-    best, best_score = 0.0, -np.inf
-    for off in offsets:
-        with torch.no_grad():
-            weight.copy_(base + off)
-        value = score()
-        if value > best_score:
-            best, best_score = off, value
-    with torch.no_grad():
-        weight.copy_(base + best)
-    return float(best)
-
-
 def _best_multiplier(weight: torch.Tensor, scales: tuple[float, ...],
                      score: Callable[[], float]) -> float:
     """Scale `weight` in place by the multiplier in `scales` with the best `score()` (the
     first of equals); returns the multiplier."""
+    return _best_setting(weight, scales, lambda base, mult: base * mult, score, default=1.0)
+
+
+def _best_offset(weight: torch.Tensor, offsets: list[float], score: Callable[[], float]) -> float:
+    """Add to `weight` in place the offset in `offsets` with the best `score()` (the first of
+    equals); returns the offset."""
+    return _best_setting(weight, offsets, lambda base, off: base + off, score, default=0.0)
+
+
+def _best_setting(weight: torch.Tensor, values: Any, apply: Callable[[torch.Tensor, float], torch.Tensor],
+                  score: Callable[[], float], default: float) -> float:
+    """Set `weight` in place to `apply(its value now, v)` for the v in `values` with the best
+    `score()` (the first of equals; `default` when none scores); returns that v."""
     base = weight.detach().clone()
-    best, best_score = 1.0, -np.inf
-    for mult in scales:
+    best, best_score = default, -np.inf
+    for value in values:
         with torch.no_grad():
-            weight.copy_(base * mult)
-        value = score()
-        if value > best_score:
-            best, best_score = mult, value
+            weight.copy_(apply(base, value))
+        got = score()
+        if got > best_score:
+            best, best_score = value, got
     with torch.no_grad():
-        weight.copy_(base * best)
+        weight.copy_(apply(base, best))
     return float(best)
 
 

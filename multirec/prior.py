@@ -66,8 +66,8 @@ def tune_prior(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_it
     cap = min(max_users, MAX_USERS, max(50, SCORE_BUDGET // train_x.shape[1]))
     users = sample_target_rows(valid_x, cap, seed)
     n_train = np.diff(train_x.indptr)
-    groups = [_simulated(train_x, users[n_train[users] > n], n, seed) for n in sizes]
-    groups = [g for g in groups if g[0].size]
+    groups = [(u, _simulated(train_x, u, n, seed))
+              for n in sizes if (u := users[n_train[users] > n]).size]
     prior = net.item_prior.cpu().numpy().astype(np.float64)  # (n_items,)
     if not groups or prior.std() < 1e-6:  # nothing to tune on, or every item equally popular
         return {"prior_weight": 0.0, "prior_halflife": float(net.prior_halflife)}
@@ -76,8 +76,8 @@ def tune_prior(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_it
     totals = np.zeros((len(groups), len(combos)))
     counts = np.zeros(len(groups))
     unit = None
+    bs = logits_batch_size(train_x.shape[1])
     for g, (u, hist) in enumerate(groups):
-        bs = logits_batch_size(train_x.shape[1])
         for s in range(0, u.size, bs):
             uu, hh = u[s:s + bs], hist[s:s + bs]
             z = scorer.logits(None, hh, calibrated=False).double().cpu().numpy()
@@ -101,9 +101,9 @@ def tune_prior(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_it
     return {"prior_weight": float(net.prior_weight), "prior_halflife": float(h)}
 
 
-def _simulated(train_x: sp.csr_matrix, users: np.ndarray, n: int, seed: int
-               ) -> tuple[np.ndarray, sp.csr_matrix]:
-    """`users` as new users whose history is a random `n` of their training items."""
+def _simulated(train_x: sp.csr_matrix, users: np.ndarray, n: int, seed: int) -> sp.csr_matrix:
+    """(len(users), n_items) histories of `users` as new users: a random `n` of their
+    training items each."""
     rng = np.random.default_rng([seed, n, 11])
     rows, cols = [], []
     for r, u in enumerate(users):
@@ -114,4 +114,4 @@ def _simulated(train_x: sp.csr_matrix, users: np.ndarray, n: int, seed: int
                           (np.concatenate(rows) if rows else np.zeros(0, int),
                            np.concatenate(cols) if cols else np.zeros(0, int))),
                          shape=(users.size, train_x.shape[1]))
-    return users, hist
+    return hist

@@ -214,15 +214,15 @@ def test_cold_cf_scale_weights_only_cold_items_lightfm_score():
     torch.testing.assert_close(out.cf[3:], 5.0 * net.cf_item[3:])
 
 
-def test_cold_cf_scale_is_chosen_on_the_carve():
-    """The LightFM score is the only signal for the carved items: the tuner turns it up."""
-    from multirec.posthoc import COLD_CF_SCALES, tune_cold_cf_scale
-
+def _svd_carve_net(cf_scale: float):
+    """A carve of a planted problem and a CF-only network whose LightFM-like factors are a
+    truncated SVD of all the interactions (they reproduce them, carved items included);
+    `cf_scale` is the learned weight of their score. Returns (net, train, valid, carve)."""
     train, valid, _ = planted_problem(n_users=150, n_items=200, seed=3)
     full = sp.csr_matrix(train + valid)
     new_train, new_valid, carve = carve_items(train, valid, np.ones(200, bool), 0.3, seed=0)
-    # LightFM-like factors that reproduce the interactions (a truncated SVD of them)
     u, s, vt = np.linalg.svd(full.toarray(), full_matrices=False)
+    torch.manual_seed(0)
     net = TwoTowerNetwork(NetworkConfig(n_users=150, n_items=200, cf_dim=8, dim=8))
     with torch.no_grad():
         net.cf_user.copy_(torch.from_numpy((u[:, :8] * s[:8]).astype(np.float32)))
@@ -230,9 +230,17 @@ def test_cold_cf_scale_is_chosen_on_the_carve():
         net.has_cf.fill_(True)
         net.warm_item.copy_(torch.from_numpy(np.diff(new_train.tocsc().indptr) > 0))
         net.warm_user.fill_(True)
-        net.cf_scale.fill_(0.01)  # a weak learned weight, as after training with strong IDs
+        net.cf_scale.fill_(cf_scale)
+    return net.eval(), new_train, new_valid, carve
+
+
+def test_cold_cf_scale_is_chosen_on_the_carve():
+    """The LightFM score is the only signal for the carved items: the tuner turns it up."""
+    from multirec.posthoc import COLD_CF_SCALES, tune_cold_cf_scale
+
+    net, new_train, new_valid, carve = _svd_carve_net(0.01)  # weak, as after training with IDs
+    with torch.no_grad():
         net.content_bias.bias.fill_(0.0)
-    net.eval()
     before = cold_ndcg(net, new_train, carve, k=10)
     mult = tune_cold_cf_scale(net, new_train, new_valid, carve, k=10)
     assert mult == float(net.cold_cf_scale) and mult in COLD_CF_SCALES and mult >= 16
@@ -278,19 +286,7 @@ def test_cold_shift_keeps_new_items_from_flooding_the_lists():
     puts them back in their place."""
     from multirec.posthoc import COLD_CF_SCALES, tune_cold_items
 
-    train, valid, _ = planted_problem(n_users=150, n_items=200, seed=3)
-    full = sp.csr_matrix(train + valid)
-    new_train, new_valid, carve = carve_items(train, valid, np.ones(200, bool), 0.3, seed=0)
-    u, s, vt = np.linalg.svd(full.toarray(), full_matrices=False)
-    net = TwoTowerNetwork(NetworkConfig(n_users=150, n_items=200, cf_dim=8, dim=8))
-    with torch.no_grad():
-        net.cf_user.copy_(torch.from_numpy((u[:, :8] * s[:8]).astype(np.float32)))
-        net.cf_item.copy_(torch.from_numpy(vt[:8].T.astype(np.float32)))
-        net.has_cf.fill_(True)
-        net.warm_item.copy_(torch.from_numpy(np.diff(new_train.tocsc().indptr) > 0))
-        net.warm_user.fill_(True)
-        net.cf_scale.fill_(1.0)  # the warm items are ranked well by their LightFM score
-    net.eval()
+    net, new_train, new_valid, carve = _svd_carve_net(1.0)  # warm items ranked well by LightFM
     warm_alone = validation_ndcg(net, new_train, new_valid, 10)
     chosen = tune_cold_items(net, new_train, new_valid, carve, k=10)
     assert chosen["cold_cf_scale"] >= 16 and chosen["cold_cf_scale"] in COLD_CF_SCALES
