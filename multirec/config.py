@@ -131,6 +131,7 @@ class TrainConfig:
     valid_fraction: float = 0.1
     cold_valid_items: float = 0.05  # share of warm items with content held out as new items
     popularity_prior: bool = True  # tune a popularity prior for short histories (multirec.prior)
+    refit: bool = True  # once validation has chosen, retrain on all interactions (`multirec.fit`)
     max_valid_users: int = 2000  # validation NDCG on at most this many (sampled) users
     eval_every: int = 2
     patience: int = 3  # evaluations without improvement before stopping
@@ -168,7 +169,7 @@ class TrainConfig:
             raise ConfigError(f"distributed must be True, False or 'auto', got {self.distributed!r}")
         if self.num_threads is not None and not (_is_int(self.num_threads) and self.num_threads >= 1):
             raise ConfigError(f"num_threads must be None or an integer >= 1, got {self.num_threads!r}")
-        for name in ("show_progress", "resume", "popularity_prior"):
+        for name in ("show_progress", "resume", "popularity_prior", "refit"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}; it must be True or False")
         for name in ("checkpoint_every", "resume"):

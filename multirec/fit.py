@@ -10,6 +10,10 @@
     train     the towers (`multirec.training`), early stopping on validation NDCG
     posthoc   on validation only: the item-item weight, how cold items are scored (on the
               carve), the popularity prior for short histories, probability calibration
+    retrain   (`refit=True`, the default) LightFM and the towers again, on all interactions
+              (train + validation, carved items included) for the chosen number of epochs,
+              keeping the post-hoc settings (measured: ml-100k warm NDCG +0.003, cold-item
+              +0.009, +0.046 with tags; long-tail cold-item +0.001 to +0.010)
     refit     item-item weights and item popularity on all interactions (train + validation)
     fold_in   items with no training interactions but some in validation (the carved ones
               among them) get their ID residual and bias from all their interactions
@@ -21,6 +25,8 @@ returns a `Fitted` (what the model keeps); `MultimodalRecommender.fit` is a thin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +47,7 @@ from .errors import ConfigError, DataError
 from .history import History
 from .idmap import IdMap
 from .network import TwoTowerNetwork
-from .posthoc import calibrate, tune_cold_items, tune_item_item_scale
+from .posthoc import calibrate, carry_over, tune_cold_items, tune_item_item_scale
 from .prior import set_item_prior, tune_prior
 from .scoring import binary
 from .training import Callback, train_network
@@ -103,7 +109,7 @@ def run_fit(params: ModelConfig, data: InteractionData, valid: InteractionData |
     with thread_limit(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # seeded, without touching the caller's RNG
         for stage in (holdout, encode, carve, collaborative, build, item_item, train, posthoc,
-                      refit, fold_in):
+                      retrain, refit, fold_in):
             stage(run)
             if stage is build and on_built is not None:
                 on_built(run.net)
@@ -274,6 +280,33 @@ def posthoc(run: FitRun) -> None:
                                        max_users=cfg.max_valid_users, seed=cfg.seed))
     calibrate(run.net, run.train_x, run.valid_x, run.item_item,
               max_users=cfg.max_valid_users, seed=cfg.seed)
+
+
+def retrain(run: FitRun) -> None:
+    """With `refit=True`: LightFM, the item-item weights and the towers again on all
+    interactions, for the epochs validation chose, then the post-hoc settings carried over
+    (`posthoc.carry_over`). The validation pairs and the carved items are the freshest
+    signal there is; without this they only reach the model through fold-in and the
+    item-item refit. Skipped without validation, after an interrupt, and with fine-tuned
+    encoders (their weights were already trained once)."""
+    cfg, old = run.params.train, run.net
+    if (not cfg.refit or run.valid_x is None or run.history.interrupted
+            or run.history.best_epoch < 0 or old.finetuned):
+        return
+    t0 = time.perf_counter()
+    epochs = run.history.best_epoch + 1
+    run.train_x, run.carve = run.full, None
+    collaborative(run)
+    build(run)
+    if run.item_item is not None:
+        run.item_item = run.item_item.refit(run.full)
+    again = dataclasses.replace(cfg, epochs=epochs, checkpoint_dir=None, checkpoint_every=0,
+                                resume=False)
+    train_network(run.net, run.full, None, again, item_item=run.item_item, desc="refit")
+    run.net.cf_item_cold = None  # training only
+    carry_over(old, run.net, item_item_scale=run.history.item_item_scale,
+               cold_shift=float(run.resolved.get("cold_shift", 0.0)))
+    run.resolved.update(refit_epochs=epochs, refit_seconds=time.perf_counter() - t0)
 
 
 def refit(run: FitRun) -> None:

@@ -118,7 +118,9 @@ class MultimodalRecommender(nn.Module):
         `valid_fraction` of `data`'s interactions is held out for that and used as
         history afterwards. With content (or item side features) a `cold_valid_items`
         share of the warm items is also held out as simulated new items to select the
-        epoch on cold-item validation too; they are folded back in after training. With
+        epoch on cold-item validation too. With `refit=True` (the default) LightFM, EASE
+        and the towers are then retrained on all interactions for the chosen epochs
+        (otherwise the carved items are folded back in). With
         `popularity_prior=True` (the default) a popularity prior for short histories is
         chosen on validation users made into new users (`multirec.prior`).
         """

@@ -22,7 +22,8 @@ from .scoring import iter_logits
 from .training import validation_ndcg
 
 __all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "COLD_SHIFT_RANKS", "tune_item_item_scale",
-           "tune_cold_items", "tune_cold_cf_scale", "cold_shift_candidates", "calibrate", "platt"]
+           "tune_cold_items", "tune_cold_cf_scale", "cold_shift_candidates", "calibrate", "platt",
+           "carry_over"]
 
 ITEM_ITEM_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # multipliers tried on validation
 COLD_CF_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)  # on the carve
@@ -140,6 +141,21 @@ def _best_setting(weight: torch.Tensor, values: Any, apply: Callable[[torch.Tens
     with torch.no_grad():
         weight.copy_(apply(base, best))
     return float(best)
+
+
+def carry_over(old: Any, new: Any, *, item_item_scale: float | None = None,
+               cold_shift: float = 0.0) -> None:
+    """Give `new` (the same network retrained on all interactions) the post-hoc settings
+    chosen on `old`: the item-item multiplier and the cold-item shift apply to `new`'s own
+    learned weights; the cold LightFM weight, the popularity prior's (w, κ) and the
+    calibration are copied as they are."""
+    with torch.no_grad():
+        if item_item_scale is not None:
+            new.ii_scale.mul_(item_item_scale)
+        new.cold_bias.add_(cold_shift)
+        for name in ("cold_cf_scale", "prior_weight", "prior_halflife", "logit_scale",
+                     "logit_shift"):
+            getattr(new, name).copy_(getattr(old, name))
 
 
 def calibrate(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_item: Any = None, *,

@@ -131,6 +131,7 @@ def train_network(
     *,
     item_item: Any = None,
     carve: Any = None,
+    desc: str = "train",
 ) -> History:
     """Train `net` in place; returns the History. Restores the best weights seen.
 
@@ -141,6 +142,8 @@ def train_network(
     With `cfg.checkpoint_every` a checkpoint is written every that many epochs (and at the
     end); with `cfg.resume` training continues from it, giving the same weights as a run that
     was never interrupted. Under DDP call this on every rank with the same arguments.
+    Without `valid` every epoch of `cfg.epochs` runs and the last weights are kept. `desc`
+    labels the progress bar.
     """
     from tqdm.auto import tqdm
 
@@ -154,7 +157,7 @@ def train_network(
             state = _resume(run, fp) or state
     history, seconds0, t0 = state.history, state.history.seconds, time.perf_counter()
     todo = range(0) if history.stopped_early else range(state.epoch, cfg.epochs)
-    bar = tqdm(todo, disable=not cfg.show_progress or run.rank != 0, desc="train", unit="epoch",
+    bar = tqdm(todo, disable=not cfg.show_progress or run.rank != 0, desc=desc, unit="epoch",
                initial=state.epoch, total=cfg.epochs)
     try:
         for epoch in bar:

@@ -93,14 +93,15 @@ def _carved_auc(net, full, carve) -> float:
     return float((pos[:, None] > neg[None, :]).mean())
 
 
-def test_fit_with_content_carves_and_folds_back_every_item():
+@pytest.mark.parametrize("refit", [True, False])  # carved items retrained, or folded in
+def test_fit_with_content_carves_and_folds_back_every_item(refit):
     train, valid, content = planted_problem(n_users=150, n_items=400)
     coo = (train + valid).tocoo()
     data = InteractionData.from_arrays(coo.row, coo.col,
                                        item_content={"vec": dict(enumerate(content))})
     model = MultimodalRecommender(encoders={"vec": {"name": "precomputed", "dim": K_DIM}}, cf=False,
                                   dim=16, epochs=4, eval_every=2, cold_valid_items=0.1,
-                                  show_progress=False, seed=0)
+                                  refit=refit, show_progress=False, seed=0)
     model.fit(data)
     n_carved = model.fit_config_["cold_valid_items"]
     assert n_carved >= MIN_CARVED_ITEMS

@@ -1,0 +1,100 @@
+"""`refit=True`: once validation has chosen the epoch and the post-hoc settings, LightFM and
+the towers are retrained on every interaction (train + validation, carved items included)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_training import planted_net, planted_problem
+
+import encoders.precomputed  # noqa: F401  (registers "precomputed")
+from multirec.config import TrainConfig
+from multirec.data import InteractionData
+from multirec.errors import ConfigError
+from multirec.fit import holdout_split
+from multirec.model import MultimodalRecommender
+from multirec.posthoc import carry_over
+from multirec.scoring import Scorer
+
+
+def _data(n_items: int = 400) -> InteractionData:
+    train, valid, content = planted_problem(n_users=150, n_items=n_items)
+    coo = (train + valid).tocoo()
+    return InteractionData.from_arrays(coo.row, coo.col,
+                                       item_content={"vec": dict(enumerate(content))})
+
+
+def _model(refit: bool, **kw) -> MultimodalRecommender:
+    enc = {"vec": {"name": "precomputed", "dim": planted_problem()[2].shape[1]}}
+    kw = {"cf": False, "dim": 16, "epochs": 6, "eval_every": 2, "patience": 2,
+          "cold_valid_items": 0.1, **kw}
+    return MultimodalRecommender(encoders=enc, refit=refit, show_progress=False, seed=0, **kw)
+
+
+def _auc(z: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float:
+    return float((z[pos][:, None] > z[neg][None, :]).mean())
+
+
+def test_refit_trains_on_the_validation_pairs():
+    """Validation pairs are training data for the refit model, held out for the other: the
+    refit model ranks them higher against the pairs nobody chose (among items with
+    interactions; measured: AUC 0.846 without, 0.860 with)."""
+    data = _data()
+    full = data.to_csr()
+    train, valid = holdout_split(full, 0.1, 0)  # the pairs `fit` holds out (same rule and seed)
+    users = np.arange(data.n_users)
+    pos = valid.toarray() > 0
+    neg = (full.toarray() == 0) & (np.asarray(full.sum(axis=0)) > 0)
+    aucs = {}
+    for refit in (False, True):
+        model = _model(refit, item_item=False, cold_valid_items=0.0, epochs=30,
+                       patience=10).fit(data)
+        z = Scorer(model.network).logits(users, train).numpy()  # (U, I), training histories
+        aucs[refit] = _auc(z, pos, neg)
+    assert aucs[True] > aucs[False] + 0.005, aucs
+
+
+def test_refit_keeps_the_chosen_epochs_and_needs_no_fold_in():
+    data = _data()
+    model = _model(True).fit(data)
+    cfg = model.fit_config_
+    assert cfg["refit_epochs"] == model.history_.best_epoch + 1
+    assert "folded_in_items" not in cfg  # carved items were trained, not folded in
+    interacted = np.diff(data.to_csr().tocsc().indptr) > 0
+    assert model.network.warm_item.numpy()[interacted].all()
+    assert float(model.network.cold_cf_scale) == pytest.approx(cfg.get("cold_cf_scale", 1.0))
+
+
+def test_without_refit_the_carved_items_are_folded_in():
+    model = _model(False).fit(_data())
+    assert "refit_epochs" not in model.fit_config_
+    assert model.fit_config_["folded_in_items"] >= model.fit_config_["cold_valid_items"]
+
+
+def test_refit_is_deterministic():
+    data = _data()
+    users = np.arange(20)
+    a, b = (Scorer(_model(True).fit(data).network).score_users(users, None, data.to_csr())
+            for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_carry_over_applies_multipliers_to_the_new_weights_and_copies_the_rest():
+    train, _, content = planted_problem()
+    old, new = planted_net(train, content, seed=0), planted_net(train, content, seed=1)
+    with torch.no_grad():
+        for name, value in {"cold_cf_scale": 8.0, "prior_weight": 1.5, "prior_halflife": 3.0,
+                            "logit_scale": 0.7, "logit_shift": -0.2}.items():
+            getattr(old, name).fill_(value)
+        new.ii_scale.fill_(2.0)
+        new.cold_bias.fill_(0.5)
+    carry_over(old, new, item_item_scale=4.0, cold_shift=-1.25)
+    assert float(new.ii_scale.detach()) == 8.0 and float(new.cold_bias.detach()) == pytest.approx(-0.75)
+    for name in ("cold_cf_scale", "prior_weight", "prior_halflife", "logit_scale", "logit_shift"):
+        assert torch.equal(getattr(new, name), getattr(old, name)), name
+
+
+def test_refit_must_be_a_bool():
+    with pytest.raises(ConfigError, match="refit"):
+        TrainConfig(refit="yes")
