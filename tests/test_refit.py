@@ -98,3 +98,21 @@ def test_carry_over_applies_multipliers_to_the_new_weights_and_copies_the_rest()
 def test_refit_must_be_a_bool():
     with pytest.raises(ConfigError, match="refit"):
         TrainConfig(refit="yes")
+
+
+def test_refit_continues_fine_tuned_encoders():
+    """The tags encoder (trainable embeddings) is trained on in the refit, and the content
+    buffers the model serves with are its final weights."""
+    train, valid, _ = planted_problem(n_users=150, n_items=200)
+    coo = (train + valid).tocoo()
+    tags = {i: [f"t{i % 7}", f"g{i % 3}"] for i in range(200)}
+    data = InteractionData.from_arrays(coo.row, coo.col, item_content={"tags": tags})
+    model = MultimodalRecommender(encoders={"tags": "tags"}, cf=False, dim=8, epochs=4,
+                                  eval_every=2, cold_valid_items=0.1, show_progress=False,
+                                  seed=0).fit(data)
+    net = model.network
+    assert model.fit_config_["refit_epochs"] == model.history_.best_epoch + 1
+    assert net.finetuned == ["tags"]
+    served = net.content_tags.clone()
+    net.refresh_content()  # re-embed with the encoder's current weights
+    torch.testing.assert_close(net.content_tags, served)
