@@ -17,16 +17,21 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .ranking import masked_scores, sample_target_rows
+from .ranking import masked_scores, ndcg_at_k, sample_target_rows
 from .scoring import iter_logits
 from .training import validation_ndcg
 
-__all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "COLD_SHIFT_RANKS", "tune_item_item_scale",
+__all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "COLD_SHIFT_RANKS", "COLD_CANDIDATES_MAX",
+           "cold_candidates", "tune_item_item_scale",
            "tune_cold_items", "tune_cold_cf_scale", "cold_shift_candidates", "calibrate", "platt",
            "carry_over"]
 
 ITEM_ITEM_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # multipliers tried on validation
 COLD_CF_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)  # on the carve
+# cold items the carve's targets are ranked among when choosing the cold LightFM weight: the
+# carved ones and at most this many in all (the rest a seeded sample of the never-interacted
+# items), so a catalogue of 10^6 items nobody has touched costs no more than 20,000 would
+COLD_CANDIDATES_MAX = 20_000
 
 
 def tune_item_item_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_item: Any,
@@ -52,7 +57,8 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
        among themselves — NDCG@k of the carve's targets ranked among the carved items, plus
        the same ranked among every item cold now (the carved ones and those nobody has
        interacted with yet, which new items compete with when served; their interactions
-       are unknown, so only the carve's count as relevant). Measured: the carve alone, about
+       are unknown, so only the carve's count as relevant; above `COLD_CANDIDATES_MAX` a
+       seeded sample of them, see `cold_candidates`). Measured: the carve alone, about
        50 items, picked too small a weight on long-tailed data (s = 2–4 where 32–64 was best);
        the larger candidate set alone too small a one on ml-100k. Skipped without a CF source;
     2. a shift `δ` of every cold item's logit (added to `cold_bias`): the best of a few
@@ -66,17 +72,47 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
     """
     out: dict[str, float] = {}
     if net.cf_item_proj is not None:
-        cold = np.flatnonzero(~net.warm_item.cpu().numpy())  # carved + never-interacted items
-        candidates = [carve.items] + ([cold] if cold.size > carve.items.size else [])
-        out["cold_cf_scale"] = _best_multiplier(net.cold_cf_scale, scales, lambda: sum(
-            validation_ndcg(net, train_x, carve.target, k, item_item=item_item,
-                            max_users=max_users, seed=seed, columns=cols) for cols in candidates))
+        cold = cold_candidates(~net.warm_item.cpu().numpy(), carve.items, seed=seed)
+        out["cold_cf_scale"] = _best_multiplier(net.cold_cf_scale, scales, lambda: _carve_ndcg(
+            net, train_x, carve, cold, item_item, k=k, max_users=max_users, seed=seed))
     target = sp.csr_matrix(valid_x + (carve.target if carve.held is None else carve.held))
     offsets = cold_shift_candidates(net, train_x, target, item_item, max_users=min(max_users, 500),
                                     seed=seed)
     out["cold_shift"] = _best_offset(net.cold_bias, offsets, lambda: validation_ndcg(
         net, train_x, target, k, item_item=item_item, max_users=max_users, seed=seed))
     return out
+
+
+def _carve_ndcg(net: Any, train_x: sp.csr_matrix, carve: Any, cold: np.ndarray, item_item: Any,
+                *, k: int, max_users: int, seed: int) -> float:
+    """NDCG@k of the carve's targets ranked among the carved items, plus among the items
+    `cold` (sorted, containing the carved ones) when there are more of them: one pass of
+    logits over `cold`, the carved columns taken from it."""
+    users = sample_target_rows(carve.target, max_users, seed)
+    if users.size == 0:
+        return float("nan")
+    column_sets = [np.searchsorted(cold, carve.items)]  # carved columns within `cold`
+    if cold.size > carve.items.size:
+        column_sets.append(np.arange(cold.size))
+    totals, counts = np.zeros(len(column_sets)), np.zeros(len(column_sets))
+    for u, logits in iter_logits(net, train_x, users, item_item, columns=cold):
+        z = logits.cpu().numpy()  # (B, |cold|)
+        target, seen = carve.target[u][:, cold], train_x[u][:, cold]
+        for j, cols in enumerate(column_sets):
+            t, c = ndcg_at_k(z[:, cols], target[:, cols], k, exclude=seen[:, cols])
+            totals[j], counts[j] = totals[j] + t, counts[j] + c
+    return float((totals / np.maximum(counts, 1)).sum())
+
+
+def cold_candidates(cold: np.ndarray, carved: np.ndarray, *, cap: int = COLD_CANDIDATES_MAX,
+                    seed: int = 0) -> np.ndarray:  # (≤ max(cap, C),) sorted item indices
+    """The cold items (`cold`: (n_items,) bool) to rank the carve's targets among: every
+    carved item, then a seeded sample of the other cold items up to `cap` in all."""
+    others = np.setdiff1d(np.flatnonzero(cold), carved)
+    room = max(cap - carved.size, 0)
+    if others.size > room:
+        others = np.random.default_rng(seed).choice(others, room, replace=False)
+    return np.union1d(carved, others)
 
 
 COLD_SHIFT_RANKS = (1, 2, 5, 10, 20, 50, 100, 1000)  # where a user's top new item is placed

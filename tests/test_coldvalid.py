@@ -298,3 +298,19 @@ def test_cold_shift_keeps_new_items_from_flooding_the_lists():
     flooded = validation_ndcg(net, new_train, new_valid, 10)
     assert tuned > flooded + 0.05  # flooding hurts, and the shift undoes it
     assert tuned > warm_alone - 0.05
+
+
+def test_cold_candidates_keep_every_carved_item_and_sample_the_rest_up_to_the_cap():
+    from multirec.posthoc import cold_candidates
+
+    cold = np.zeros(1000, dtype=bool)
+    cold[100:] = True  # 900 cold items
+    carved = np.array([3, 7, 150, 151])  # carved items are cold too in the network
+    cold[carved] = True
+    small = cold_candidates(cold, carved, cap=10_000)  # under the cap: every cold item
+    np.testing.assert_array_equal(small, np.flatnonzero(cold))
+    capped = cold_candidates(cold, carved, cap=50, seed=1)
+    assert capped.size == 50 and np.isin(carved, capped).all() and cold[capped].all()
+    assert np.array_equal(capped, np.unique(capped))  # sorted, no repeats
+    np.testing.assert_array_equal(capped, cold_candidates(cold, carved, cap=50, seed=1))
+    assert not np.array_equal(capped, cold_candidates(cold, carved, cap=50, seed=2))
