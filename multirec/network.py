@@ -64,7 +64,6 @@ class UserOutput:
     cf: torch.Tensor  # (B, k) LightFM user factor where used, else 0
     bias: torch.Tensor  # (B,) user biases b_u (0 for users unknown to the model)
     prior: torch.Tensor | None = None  # (B,) weight of the items' popularity prior
-    ii_weight: torch.Tensor | None = None  # (B,) multiplier of the item-item term (1: known users)
 
 
 class TwoTowerNetwork(nn.Module):
@@ -73,7 +72,7 @@ class TwoTowerNetwork(nn.Module):
     # tensors added after model format 2 was fixed, with the value that reproduces how a
     # model saved without them scores (`multirec.io` fills them in on load)
     STATE_DEFAULTS = {"cold_cf_scale": 1.0, "item_prior": 0.0, "prior_weight": 0.0,
-                      "prior_halflife": 1.0, "new_user_ii_scale": 1.0}
+                      "prior_halflife": 1.0}
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
@@ -115,9 +114,6 @@ class TwoTowerNetwork(nn.Module):
         self.register_buffer("item_prior", torch.zeros(n_items))
         self.register_buffer("prior_weight", torch.zeros(1))
         self.register_buffer("prior_halflife", torch.ones(1))
-        # multiplier of the item-item term for users the model does not know (a short new
-        # history makes EASE scores noisy); chosen with the prior (`multirec.prior`; 1 until then)
-        self.register_buffer("new_user_ii_scale", torch.ones(1))
         # ---- learned
         self.content_proj = nn.ModuleDict({m: Projection(d_in, dim) for m, d_in in content_dims.items()})
         self.cf_item_proj = nn.Linear(cf, dim) if cf_dim else None
@@ -334,22 +330,17 @@ class TwoTowerNetwork(nn.Module):
         # the popularity prior serves users the model does not know (fold-in); known users
         # have their own bias and LightFM factor
         prior = self.prior_weight * self.prior_halflife / (self.prior_halflife + n)  # (B,)
-        ii_weight = self.new_user_ii_scale.expand(B)  # (B,)
         if users is not None:
-            known = self.warm_user[users]
-            prior = prior * (~known).to(prior.dtype)
-            ii_weight = torch.where(known, torch.ones_like(ii_weight), ii_weight)
-        return UserOutput(h=hu, cf=cf, bias=bu, prior=prior.to(hu.dtype),
-                          ii_weight=ii_weight.to(hu.dtype))
+            prior = prior * (~self.warm_user[users]).to(prior.dtype)
+        return UserOutput(h=hu, cf=cf, bias=bu, prior=prior.to(hu.dtype))
 
     def raw_logits(self, user: UserOutput, item: ItemOutput,
                    ii: torch.Tensor | None = None) -> torch.Tensor:  # (B, C)
-        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·r_u·ii_ui] + w_u·prior_i + b_u + b_i + b` (before
+        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·ii_ui] + w_u·prior_i + b_u + b_i + b` (before
         calibration).
 
         `ii` (B, C): item-item scores of the users' histories for these items (see
-        `multirec.itemitem`); used only where the item has item-item weights (`memory`),
-        weighted by `r_u` (`user.ii_weight`: 1 for known users, `new_user_ii_scale` else).
+        `multirec.itemitem`); used only where the item has item-item weights (`memory`).
         `w_u·prior_i`: the popularity prior, weighted down as the user's history grows.
         """
         out = user.h @ item.h.T + user.bias.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
@@ -358,14 +349,8 @@ class TwoTowerNetwork(nn.Module):
         if user.cf.shape[1] and self.use_user_cf:
             out = out + self.cf_scale * (user.cf @ item.cf.T)
         if ii is not None and self.use_item_item:
-            out = out + self.item_item_term(user, item, ii)
+            out = out + self.ii_scale * ii * item.memory
         return out
-
-    def item_item_term(self, user: UserOutput, item: ItemOutput,
-                       ii: torch.Tensor) -> torch.Tensor:  # (B, C)
-        """`t·r_u·ii_ui·memory_i`: the item-item part of the raw logit."""
-        weight = self.ii_scale * ii * item.memory
-        return weight if user.ii_weight is None else weight * user.ii_weight.unsqueeze(1)
 
     def logits(self, user: UserOutput, item: ItemOutput,
                ii: torch.Tensor | None = None) -> torch.Tensor:  # (B, C)

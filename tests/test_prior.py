@@ -8,10 +8,8 @@ import torch
 from test_training import planted_net, planted_problem
 
 from multirec.config import NetworkConfig
-from multirec.itemitem import fit_item_item
 from multirec.network import TwoTowerNetwork
 from multirec.prior import popularity_prior, set_item_prior, tune_prior
-from multirec.ranking import ndcg_at_k
 from multirec.scoring import Scorer
 from multirec.training import validation_ndcg
 
@@ -122,62 +120,3 @@ def test_users_seen_in_training_get_no_prior():
     new = scorer.users(None, train[users])
     torch.testing.assert_close(known.prior, torch.zeros(2))
     assert bool((new.prior > 0).all())
-
-
-def _ii_net(train: sp.csr_matrix, ii_scale: float) -> TwoTowerNetwork:
-    torch.manual_seed(0)
-    n_users, n_items = train.shape
-    net = TwoTowerNetwork(NetworkConfig(n_users=n_users, n_items=n_items, dim=8,
-                                        item_item=True)).eval()
-    with torch.no_grad():
-        net.warm_item.fill_(True)
-        net.warm_user.copy_(torch.from_numpy(np.diff(train.indptr) > 0))
-        net.ii_scale.fill_(ii_scale)
-    return net
-
-
-def test_new_users_item_item_term_is_weighted_and_known_users_keep_theirs():
-    train, _ = _popular_problem()
-    net, ii = _ii_net(train, 3.0), fit_item_item(train)
-    scorer = Scorer(net, ii)
-    users, hist = np.array([0, 1, 2]), train[:3]
-    full_new, full_known = scorer.logits(None, hist), scorer.logits(users, hist)
-    term = scorer.item_item_term(None, hist)
-    assert float(term.abs().max()) > 0
-    with torch.no_grad():
-        net.new_user_ii_scale.fill_(0.25)
-    scorer.invalidate()
-    torch.testing.assert_close(scorer.logits(None, hist), full_new - 0.75 * term,
-                               rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(scorer.logits(users, hist), full_known)  # known users: r = 1
-
-
-def test_tune_prior_turns_down_a_noisy_item_item_term_for_new_users():
-    """Item-item weights learned from unrelated interactions are noise; with a large weight
-    they bury the popularity signal of new users' lists, so the tuner lowers r."""
-    train, valid = _popular_problem()
-    rng = np.random.default_rng(5)
-    noise = sp.csr_matrix((rng.random(train.shape) < 0.08).astype(np.float32))
-    net, ii = _ii_net(train, 50.0), fit_item_item(noise)
-    chosen = tune_prior(net, train, valid, ii, k=10, seed=0)
-    assert chosen["new_user_ii_scale"] < 1.0
-    assert float(net.new_user_ii_scale) == chosen["new_user_ii_scale"]
-    scorer = Scorer(net, ii)
-    hist = train[:50]
-    served = scorer.logits(None, hist).numpy()
-    with torch.no_grad():
-        net.new_user_ii_scale.fill_(1.0)
-        net.prior_weight.zero_()
-    scorer.invalidate()
-    untuned = scorer.logits(None, hist).numpy()
-    tuned_ndcg = ndcg_at_k(served, valid[:50], 10, exclude=hist)
-    untuned_ndcg = ndcg_at_k(untuned, valid[:50], 10, exclude=hist)
-    assert tuned_ndcg[0] / tuned_ndcg[1] > untuned_ndcg[0] / untuned_ndcg[1] + 0.05
-
-
-def test_tune_prior_without_item_item_leaves_new_users_term_at_one():
-    train, valid = _popular_problem()
-    torch.manual_seed(0)
-    net = TwoTowerNetwork(NetworkConfig(n_users=200, n_items=100, dim=8)).eval()
-    chosen = tune_prior(net, train, valid, k=10, seed=0)
-    assert chosen["new_user_ii_scale"] == 1.0 and float(net.new_user_ii_scale) == 1.0

@@ -85,15 +85,13 @@ def test_carry_over_applies_multipliers_to_the_new_weights_and_copies_the_rest()
     old, new = planted_net(train, content, seed=0), planted_net(train, content, seed=1)
     with torch.no_grad():
         for name, value in {"cold_cf_scale": 8.0, "prior_weight": 1.5, "prior_halflife": 3.0,
-                            "new_user_ii_scale": 0.25, "logit_scale": 0.7,
-                            "logit_shift": -0.2}.items():
+                            "logit_scale": 0.7, "logit_shift": -0.2}.items():
             getattr(old, name).fill_(value)
         new.ii_scale.fill_(2.0)
         new.cold_bias.fill_(0.5)
     carry_over(old, new, item_item_scale=4.0, cold_shift=-1.25)
     assert float(new.ii_scale.detach()) == 8.0 and float(new.cold_bias.detach()) == pytest.approx(-0.75)
-    for name in ("cold_cf_scale", "prior_weight", "prior_halflife", "new_user_ii_scale",
-                 "logit_scale", "logit_shift"):
+    for name in ("cold_cf_scale", "prior_weight", "prior_halflife", "logit_scale", "logit_shift"):
         assert torch.equal(getattr(new, name), getattr(old, name)), name
 
 
