@@ -288,7 +288,7 @@ def retrain(run: FitRun) -> None:
     (`posthoc.carry_over`). The validation pairs and the carved items are the freshest
     signal there is; without this they only reach the model through fold-in and the
     item-item refit. Fine-tuned encoders continue from their trained weights (measured on
-    ml-100k cold items with the tags encoder: NDCG@10 0.227 → 0.273). Skipped without
+    ml-100k cold items with the tags encoder: NDCG@10 0.227 → 0.272). Skipped without
     validation and after an interrupt."""
     cfg, old = run.params.train, run.net
     if (not cfg.refit or run.valid_x is None or run.history.interrupted
