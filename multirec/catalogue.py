@@ -21,6 +21,7 @@ from encoders import Encoder
 from .content import encode_content
 from .errors import ConfigError, DataError
 from .idmap import IdMap
+from .neighbours import content_centre, normalise_rows
 from .scoring import binary
 from .validate import check_content_table, check_id_list
 
@@ -60,6 +61,8 @@ def add_items(model: Any, content: Mapping[str, Mapping[Any, Any]]) -> np.ndarra
         raise DataError(f"add_items(): item {empty[0]!r} has no content in any modality (all None); "
                         "an item needs content to be scored")
     net = model.network
+    centres = {m: content_centre(getattr(net, f"content_{m}"), getattr(net, f"has_{m}"))
+               for m in encoded if m in net.content_slices}  # before the new rows count
     idx = model.item_map_.extend(ids)
     net.grow(n_items=len(model.item_map_))
     model.user_items_ = resize(model.user_items_, model.user_items_.shape[0], len(model.item_map_))
@@ -71,6 +74,10 @@ def add_items(model: Any, content: Mapping[str, Mapping[Any, Any]]) -> np.ndarra
         for m, (vecs, has) in encoded.items():
             getattr(net, f"content_{m}")[rows[has]] = vecs[has].to(model.device)
             getattr(net, f"has_{m}")[rows[has]] = True
+            if m in centres:  # their content-neighbour vectors, as `fit` made the others'
+                cols = net.content_slices[m]
+                net.content_basis[rows[has], cols] = torch.from_numpy(
+                    normalise_rows(vecs[has].cpu().double().numpy() - centres[m])).float().to(model.device)
     model.scorer_.invalidate()
     if model.index_ is not None:
         warnings.warn("add_items() changed the catalogue, so the item index was dropped and "

@@ -132,6 +132,9 @@ class TrainConfig:
     cold_valid_items: float = 0.05  # share of warm items with content held out as new items
     popularity_prior: bool = True  # tune a popularity prior for short histories (multirec.prior)
     refit: bool = True  # once validation has chosen, retrain on all interactions (`multirec.fit`)
+    # score cold items also by their content's similarity to the user's history (side
+    # features and frozen content vectors, `multirec.neighbours`), weights chosen on the carve
+    content_neighbours: bool = True
     max_valid_users: int = 2000  # validation NDCG on at most this many (sampled) users
     eval_every: int = 2
     patience: int = 3  # evaluations without improvement before stopping
@@ -169,7 +172,7 @@ class TrainConfig:
             raise ConfigError(f"distributed must be True, False or 'auto', got {self.distributed!r}")
         if self.num_threads is not None and not (_is_int(self.num_threads) and self.num_threads >= 1):
             raise ConfigError(f"num_threads must be None or an integer >= 1, got {self.num_threads!r}")
-        for name in ("show_progress", "resume", "popularity_prior", "refit"):
+        for name in ("show_progress", "resume", "popularity_prior", "refit", "content_neighbours"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}; it must be True or False")
         for name in ("checkpoint_every", "resume"):
@@ -243,9 +246,15 @@ class NetworkConfig:
     use_user_cf: bool = True
     item_item: bool = False  # a learned weight for external item-item scores
     finetuned: list[str] = field(default_factory=list)  # modalities trained end to end
+    # {source: width} of the content-neighbour vectors (`multirec.neighbours`); {} = none
+    content_neighbours: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_ints("NetworkConfig", self, {"n_users": 0, "n_items": 0, "cf_dim": 0, "dim": 1})
+        for name, width in self.content_neighbours.items():
+            if not isinstance(name, str) or not _is_int(width) or width < 1:
+                raise ConfigError(f"content_neighbours[{name!r}]={width!r}; widths must be "
+                                  "integers >= 1 keyed by source name")
         if self.n_users > 2**31 or self.n_items > 2**31:
             raise ConfigError(f"NetworkConfig sizes n_users={self.n_users}, n_items={self.n_items} "
                               "are beyond what one network holds (2^31)")

@@ -46,6 +46,7 @@ from .data import InteractionData
 from .errors import ConfigError, DataError
 from .history import History
 from .idmap import IdMap
+from .neighbours import content_basis
 from .network import TwoTowerNetwork
 from .posthoc import calibrate, carry_over, tune_cold_items, tune_item_item_scale
 from .prior import set_item_prior, tune_prior
@@ -89,6 +90,8 @@ class FitRun:
     cf_from_features: torch.Tensor | bool = False  # (n_items,) items whose factor needs no history
     cf_item_cold: torch.Tensor | None = None  # (n_items, k) factor from side features alone (NaN: none)
     carve: ColdCarve | None = None
+    # content-neighbour vectors (n_items, R) and their {source: width}; None until `build`
+    knn_basis: tuple[np.ndarray, dict[str, int]] | None = None
     net: TwoTowerNetwork | None = None
     item_item: itemitem.ItemItemWeights | None = None
     history: History | None = None
@@ -208,14 +211,18 @@ def build(run: FitRun) -> None:
     p, data = run.params, run.data
     live = {m: e for m, e in run.encoders.items() if _is_trainable(e)}
     use_ii = _use_item_item(p.item_item)
+    if run.knn_basis is None:
+        run.knn_basis = _content_basis(run, live)
+    basis, widths = run.knn_basis
     config = NetworkConfig(
         n_users=data.n_users, n_items=data.n_items,
         content_dims={m: e.dim for m, e in run.encoders.items()},
         cf_dim=0 if run.cf_item is None else int(run.cf_item.shape[1]), dim=p.dim,
         fusion=p.fusion, use_id_embeddings=p.use_id_embeddings, use_user_cf=p.use_user_cf,
-        item_item=use_ii, finetuned=list(live))
+        item_item=use_ii, finetuned=list(live), content_neighbours=widths)
     net = TwoTowerNetwork(config)
     with torch.no_grad():
+        net.content_basis.copy_(torch.from_numpy(basis))
         for m in run.content:
             getattr(net, f"content_{m}").copy_(run.content[m])
             getattr(net, f"has_{m}").copy_(run.has[m])
@@ -336,6 +343,18 @@ def fold_in(run: FitRun) -> None:
 
 
 # ---------------------------------------------------------------------- helpers
+def _content_basis(run: FitRun, live: dict[str, Encoder]) -> tuple[np.ndarray, dict[str, int]]:
+    """Content-neighbour vectors (`multirec.neighbours`) from the item side features and the
+    frozen modalities (a fine-tuned encoder's vectors change while it trains: not used);
+    none with `content_neighbours=False` or without a cold path (no carve to weigh them on)."""
+    p, data = run.params, run.data
+    if not p.train.content_neighbours or p.train.cold_valid_items <= 0:
+        return np.zeros((data.n_items, 0), np.float32), {}
+    features = None if data.item_features is None else data.item_features.matrix
+    content = {m: (run.content[m], run.has[m]) for m in run.content if m not in live}
+    return content_basis(data.n_items, features, content, seed=p.train.seed)
+
+
 @contextlib.contextmanager
 def thread_limit(n: int) -> Iterator[None]:
     """Run the block with `n` torch threads and `n` BLAS threads, then restore both."""

@@ -54,6 +54,7 @@ class ItemOutput:
     index: torch.Tensor | None = None  # (B,) item indices
     memory: torch.Tensor | None = None  # (B,) 1 where the item-item term is used, else 0
     prior: torch.Tensor | None = None  # (B,) popularity prior log(1 + interactions)
+    knn: torch.Tensor | None = None  # (B, R) weighted content-neighbour vectors, 0 for warm items
 
 
 @dataclass
@@ -64,6 +65,7 @@ class UserOutput:
     cf: torch.Tensor  # (B, k) LightFM user factor where used, else 0
     bias: torch.Tensor  # (B,) user biases b_u (0 for users unknown to the model)
     prior: torch.Tensor | None = None  # (B,) weight of the items' popularity prior
+    knn: torch.Tensor | None = None  # (B, R) pooled content-neighbour vectors of the history
 
 
 class TwoTowerNetwork(nn.Module):
@@ -72,7 +74,7 @@ class TwoTowerNetwork(nn.Module):
     # tensors added after model format 2 was fixed, with the value that reproduces how a
     # model saved without them scores (`multirec.io` fills them in on load)
     STATE_DEFAULTS = {"cold_cf_scale": 1.0, "item_prior": 0.0, "prior_weight": 0.0,
-                      "prior_halflife": 1.0}
+                      "prior_halflife": 1.0, "content_basis": 0.0, "content_weight": 0.0}
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
@@ -114,6 +116,16 @@ class TwoTowerNetwork(nn.Module):
         self.register_buffer("item_prior", torch.zeros(n_items))
         self.register_buffer("prior_weight", torch.zeros(1))
         self.register_buffer("prior_halflife", torch.ones(1))
+        # content neighbours for cold items (`multirec.neighbours`): per-source item vectors
+        # side by side, and one weight per column (the source's weight, chosen on the
+        # cold-item carve after training; 0 until then, and for sources that do not help)
+        self.content_slices: dict[str, slice] = {}
+        start = 0
+        for name, width in config.content_neighbours.items():
+            self.content_slices[name] = slice(start, start + width)
+            start += width
+        self.register_buffer("content_basis", torch.zeros(n_items, start))
+        self.register_buffer("content_weight", torch.zeros(start))
         # ---- learned
         self.content_proj = nn.ModuleDict({m: Projection(d_in, dim) for m, d_in in content_dims.items()})
         self.cf_item_proj = nn.Linear(cf, dim) if cf_dim else None
@@ -205,7 +217,7 @@ class TwoTowerNetwork(nn.Module):
             return t if extra <= 0 else torch.cat([t, t.new_zeros((extra, *t.shape[1:]))])
 
         if n_items is not None and n_items > self.n_items:
-            for name in ["cf_item", "warm_item", "has_cf", "item_prior",
+            for name in ["cf_item", "warm_item", "has_cf", "item_prior", "content_basis",
                          *[f"content_{m}" for m in self.modalities],
                          *[f"has_{m}" for m in self.modalities]]:
                 setattr(self, name, pad(getattr(self, name), n_items))
@@ -271,7 +283,33 @@ class TwoTowerNetwork(nn.Module):
             weight = torch.where(looks_cold, self.cold_cf_scale, torch.ones_like(self.cold_cf_scale))
             cf = cf * (used[:, :1].to(cf.dtype) * weight.unsqueeze(1))
         return ItemOutput(h=h, bias=bias, sources=x, mask=used, cf=cf, index=items,
-                          memory=memory.to(h.dtype), prior=self.item_prior[items])
+                          memory=memory.to(h.dtype), prior=self.item_prior[items],
+                          knn=self._item_knn(items, memory) if drop_p is None else None)
+
+    # ------------------------------------------------------------------ content neighbours
+    @property
+    def uses_content_neighbours(self) -> bool:
+        """Whether some content-neighbour source has a nonzero weight."""
+        return bool(self.content_weight.numel()) and bool(self.content_weight.abs().sum() > 0)
+
+    def content_weights(self) -> dict[str, float]:
+        """{source: weight} of the content-neighbour term."""
+        return {n: float(self.content_weight[s][0]) for n, s in self.content_slices.items()}
+
+    @torch.no_grad()
+    def set_content_weight(self, source: str, weight: float) -> None:
+        """Set one content-neighbour source's weight (see `content_weights`)."""
+        if source not in self.content_slices:
+            raise KeyError(f"no content-neighbour source {source!r}; this network has "
+                           f"{sorted(self.content_slices)}")
+        self.content_weight[self.content_slices[source]] = float(weight)
+
+    def _item_knn(self, items: torch.Tensor, memory: torch.Tensor) -> torch.Tensor | None:
+        """(B, R) weighted content vectors of cold items (warm ones: 0); None when unused."""
+        if not self.uses_content_neighbours:
+            return None
+        cold = (~memory.bool()).to(self.content_basis.dtype).unsqueeze(1)  # (B, 1)
+        return self.content_basis[items] * self.content_weight * cold
 
     def _cold_cf(self, items: torch.Tensor, sim_cold: torch.Tensor, cf: torch.Tensor,
                  used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -304,8 +342,10 @@ class TwoTowerNetwork(nn.Module):
         bag: torch.Tensor,  # (B, n_ctx) history weights over the context items (sparse or dense)
         ctx: torch.Tensor,  # (n_ctx, d) context vectors of those items
         use_cf: torch.Tensor | None = None,  # (B,) bool: use the LightFM user factor
+        basis: torch.Tensor | None = None,  # (n_ctx, R) content-neighbour vectors of those items
     ) -> UserOutput:
-        """User vectors from the history bag (+ the LightFM user factor for known users)."""
+        """User vectors from the history bag (+ the LightFM user factor for known users);
+        with `basis`, the pooled content-neighbour vector too (`UserOutput.knn`)."""
         if bag.is_sparse:
             bag = bag.coalesce()
             rows, vals = bag.indices()[0], bag.values()
@@ -314,6 +354,10 @@ class TwoTowerNetwork(nn.Module):
         else:
             n = bag.sum(1)
             pooled = bag @ ctx  # (B, d)
+        knn = None
+        if basis is not None and basis.shape[1] and self.uses_content_neighbours:
+            knn = ((torch.sparse.mm(bag, basis) if bag.is_sparse else bag @ basis)
+                   / n.clamp(min=1.0).sqrt().unsqueeze(1))  # (B, R)
         pooled = torch.tanh(pooled / n.clamp(min=1.0).sqrt().unsqueeze(1) + self.hist_bias)
         hu = self.hist(pooled)  # (B, d)
         B = pooled.shape[0]
@@ -332,16 +376,18 @@ class TwoTowerNetwork(nn.Module):
         prior = self.prior_weight * self.prior_halflife / (self.prior_halflife + n)  # (B,)
         if users is not None:
             prior = prior * (~self.warm_user[users]).to(prior.dtype)
-        return UserOutput(h=hu, cf=cf, bias=bu, prior=prior.to(hu.dtype))
+        return UserOutput(h=hu, cf=cf, bias=bu, prior=prior.to(hu.dtype), knn=knn)
 
     def raw_logits(self, user: UserOutput, item: ItemOutput,
                    ii: torch.Tensor | None = None) -> torch.Tensor:  # (B, C)
-        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·ii_ui] + w_u·prior_i + b_u + b_i + b` (before
-        calibration).
+        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·ii_ui] [+ knn_ui] + w_u·prior_i + b_u + b_i + b`
+        (before calibration).
 
         `ii` (B, C): item-item scores of the users' histories for these items (see
         `multirec.itemitem`); used only where the item has item-item weights (`memory`).
         `w_u·prior_i`: the popularity prior, weighted down as the user's history grows.
+        `knn_ui`: content neighbours (`multirec.neighbours`), for cold items only, when the
+        user output carries them (`users(..., basis=...)`).
         """
         out = user.h @ item.h.T + user.bias.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
         if user.prior is not None and item.prior is not None:
@@ -350,6 +396,10 @@ class TwoTowerNetwork(nn.Module):
             out = out + self.cf_scale * (user.cf @ item.cf.T)
         if ii is not None and self.use_item_item:
             out = out + self.ii_scale * ii * item.memory
+        if user.knn is not None and item.knn is not None:
+            cold = torch.nonzero(item.memory == 0).squeeze(1)  # (C_cold,) only they have it
+            if cold.numel():
+                out = out.index_add(1, cold, user.knn @ item.knn[cold].T)
         return out
 
     def logits(self, user: UserOutput, item: ItemOutput,

@@ -21,13 +21,15 @@ from .ranking import masked_scores, ndcg_at_k, sample_target_rows
 from .scoring import iter_logits
 from .training import validation_ndcg
 
-__all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "COLD_SHIFT_RANKS", "COLD_CANDIDATES_MAX",
-           "cold_candidates", "tune_item_item_scale",
+__all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "CONTENT_WEIGHTS", "COLD_SHIFT_RANKS",
+           "COLD_CANDIDATES_MAX", "cold_candidates", "tune_item_item_scale",
            "tune_cold_items", "tune_cold_cf_scale", "cold_shift_candidates", "calibrate", "platt",
            "carry_over"]
 
 ITEM_ITEM_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # multipliers tried on validation
 COLD_CF_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)  # on the carve
+# weights of each content-neighbour source (`multirec.neighbours`) tried on the carve
+CONTENT_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 # cold items the carve's targets are ranked among when choosing the cold LightFM weight: the
 # carved ones and at most this many in all (the rest a seeded sample of the never-interacted
 # items), so a catalogue of 10^6 items nobody has touched costs no more than 20,000 would
@@ -50,7 +52,8 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
                     item_item: Any = None, *, k: int = 10, max_users: int = 2000, seed: int = 0,
                     scales: tuple[float, ...] = COLD_CF_SCALES) -> dict[str, float]:
     """Set how cold items are scored from the carve (`carve`: a `multirec.coldvalid.ColdCarve`),
-    in two steps, and return both choices (`{"cold_cf_scale": s, "cold_shift": δ}`):
+    in three steps, and return the choices (`{"cold_cf_scale": s, "content_weights": {source:
+    w}, "cold_shift": δ}`):
 
     1. the weight `s` of the LightFM score of cold items (`cold_cf_scale`; their factor comes
        from side features alone): the best multiplier for how well new items are ordered
@@ -61,7 +64,10 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
        seeded sample of them, see `cold_candidates`). Measured: the carve alone, about
        50 items, picked too small a weight on long-tailed data (s = 2–4 where 32–64 was best);
        the larger candidate set alone too small a one on ml-100k. Skipped without a CF source;
-    2. a shift `δ` of every cold item's logit (added to `cold_bias`): the best of a few
+    2. the weight of each content-neighbour source (`multirec.neighbours`: side features,
+       frozen content vectors), one at a time by the same measure from 0 (off; wins ties),
+       then `s` once more given them;
+    3. a shift `δ` of every cold item's logit (added to `cold_bias`): the best of a few
        offsets that put a user's top new item at rank 1, 2, 5, ... of their warm list, for
        NDCG@k of the whole catalogue against the validation pairs, the carved items' among
        them (`carve.held`: new items with their share of the pairs as in the data) — where
@@ -70,11 +76,26 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
 
     Warm items keep their learned weights.
     """
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
+    cold = cold_candidates(~net.warm_item.cpu().numpy(), carve.items, seed=seed)
+
+    def carve_score() -> float:
+        return _carve_ndcg(net, train_x, carve, cold, item_item, k=k, max_users=max_users,
+                           seed=seed)
+
+    cf_base = net.cold_cf_scale.detach().clone()
     if net.cf_item_proj is not None:
-        cold = cold_candidates(~net.warm_item.cpu().numpy(), carve.items, seed=seed)
-        out["cold_cf_scale"] = _best_multiplier(net.cold_cf_scale, scales, lambda: _carve_ndcg(
-            net, train_x, carve, cold, item_item, k=k, max_users=max_users, seed=seed))
+        out["cold_cf_scale"] = _best_multiplier(net.cold_cf_scale, scales, carve_score)
+    if net.content_slices:
+        for cols in net.content_slices.values():
+            _best_offset(net.content_weight[cols], list(CONTENT_WEIGHTS), carve_score)
+        out["content_weights"] = net.content_weights()
+        if net.cf_item_proj is not None and net.uses_content_neighbours:
+            chosen = out["cold_cf_scale"]  # again, now with the neighbours on (ties: keep it)
+            with torch.no_grad():
+                net.cold_cf_scale.copy_(cf_base)
+            out["cold_cf_scale"] = _best_multiplier(
+                net.cold_cf_scale, (chosen, *[v for v in scales if v != chosen]), carve_score)
     target = sp.csr_matrix(valid_x + (carve.target if carve.held is None else carve.held))
     offsets = cold_shift_candidates(net, train_x, target, item_item, max_users=min(max_users, 500),
                                     seed=seed)
@@ -183,14 +204,14 @@ def carry_over(old: Any, new: Any, *, item_item_scale: float | None = None,
                cold_shift: float = 0.0) -> None:
     """Give `new` (the same network retrained on all interactions) the post-hoc settings
     chosen on `old`: the item-item multiplier and the cold-item shift apply to `new`'s own
-    learned weights; the cold LightFM weight, the popularity prior's (w, κ) and the
-    calibration are copied as they are."""
+    learned weights; the cold LightFM weight, the content-neighbour weights, the popularity
+    prior's (w, κ) and the calibration are copied as they are."""
     with torch.no_grad():
         if item_item_scale is not None:
             new.ii_scale.mul_(item_item_scale)
         new.cold_bias.add_(cold_shift)
-        for name in ("cold_cf_scale", "prior_weight", "prior_halflife", "logit_scale",
-                     "logit_shift"):
+        for name in ("cold_cf_scale", "content_weight", "prior_weight", "prior_halflife",
+                     "logit_scale", "logit_shift"):
             getattr(new, name).copy_(getattr(old, name))
 
 

@@ -93,7 +93,8 @@ class Scorer:
         _, ctx = self.catalogue()
         with torch.no_grad():
             u = None if users is None else torch.from_numpy(np.asarray(users, np.int64)).to(self.device)
-            return self.net.users(u, sparse_bag(history, self.device), ctx)
+            basis = self.net.content_basis if self.net.uses_content_neighbours else None
+            return self.net.users(u, sparse_bag(history, self.device), ctx, basis=basis)
 
     def item_item_scores(self, history: sp.csr_matrix, columns: np.ndarray | None = None
                          ) -> torch.Tensor | None:  # (B, C) or None
@@ -147,6 +148,8 @@ class Scorer:
                 parts.append(net.cf_scale * out.cf)
             if self.has_prior:
                 parts.append(out.prior.unsqueeze(1))
+            if out.knn is not None:
+                parts.append(out.knn)
             parts.append((out.bias + net.global_bias).unsqueeze(1))
             x = torch.cat(parts, 1).float().cpu().numpy()
         x = x if rows is None else x[rows]
@@ -154,13 +157,15 @@ class Scorer:
 
     def queries(self, users: np.ndarray | None, history: sp.csr_matrix
                 ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) user biases
-        """Query side of the retrieval head: `[h_u, cf_u, (w_u,) 1]` and `b_u`."""
+        """Query side of the retrieval head: `[h_u, cf_u, (w_u,) (p_u,) 1]` and `b_u`."""
         user = self.users(users, history)
         parts = [user.h]
         if self.net.use_user_cf:
             parts.append(user.cf)
         if self.has_prior:
             parts.append(user.prior.unsqueeze(1))
+        if user.knn is not None:
+            parts.append(user.knn)
         parts.append(torch.ones(user.h.shape[0], 1, device=user.h.device))
         q = torch.cat(parts, 1).float().cpu().numpy()
         return np.ascontiguousarray(q), user.bias.float().cpu().numpy()
