@@ -24,7 +24,9 @@ def explain(model: Any, user_id: Any, item_id: Any) -> dict[str, Any]:
     `contributions[s]` is the change in logit when source `s` (cf, each modality, the item's
     ID residual) is hidden from the item tower — exact for `sum` fusion, an occlusion
     estimate for the others; "item_item" is the weighted item-item score of the user's
-    history; "popularity" the popularity prior (weighted by the history's length). Biases
+    history; "popularity" the popularity prior (weighted by the history's length);
+    "neighbours:<source>" (cold items) the weighted content similarity of the item to the
+    user's history by that source (`multirec.neighbours`). Biases
     are reported separately; calibration is folded into every number.
     """
     net, scorer = model.network, model.scorer_
@@ -55,6 +57,9 @@ def explain(model: Any, user_id: Any, item_id: Any) -> dict[str, Any]:
             contrib["item_item"] = float(net.ii_scale * ii[0, 0] * full.memory[0])
         if float(user.prior[0]) != 0.0:
             contrib["popularity"] = float(user.prior[0] * full.prior[0])
+        if user.knn is not None and full.knn is not None and not bool(net.warm_item[i]):
+            for name, cols in net.content_slices.items():  # cold items: content neighbours
+                contrib[f"neighbours:{name}"] = float(user.knn[0, cols] @ full.knn[0, cols])
     a, c = float(net.logit_scale), float(net.logit_shift)
     return {"user": user_id, "item": item_id, "score": 1.0 / (1.0 + np.exp(-logit)),
             "logit": logit, "contributions": {k: a * v for k, v in contrib.items()},

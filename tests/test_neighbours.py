@@ -212,3 +212,8 @@ def test_added_items_get_their_content_vector():
     row = int(model.item_map_.index([7])[0])  # item ID 7
     np.testing.assert_allclose(basis[-1], basis[row], atol=1e-5)  # same content, same vector
     assert not model.network.warm_item[-1]
+    user = model.user_map_.ids(np.array([0]))[0]
+    e = model.explain(user, "new-item")  # the new item's logit, the term included, adds up
+    assert e["contributions"]["neighbours:vec"] != 0.0
+    total = sum(e["contributions"].values()) + e["user_bias"] + e["item_bias"] + e["global_bias"]
+    assert total == pytest.approx(e["logit"], abs=1e-4)
