@@ -21,7 +21,7 @@ from .ranking import masked_scores, ndcg_at_k, sample_target_rows
 from .scoring import iter_logits
 from .training import validation_ndcg
 
-__all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "CONTENT_WEIGHTS", "COLD_SHIFT_RANKS",
+__all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "CONTENT_WEIGHTS", "best_weight", "COLD_SHIFT_RANKS",
            "COLD_CANDIDATES_MAX", "cold_candidates", "tune_item_item_scale",
            "tune_cold_items", "tune_cold_cf_scale", "cold_shift_candidates", "calibrate", "platt",
            "carry_over"]
@@ -65,8 +65,9 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
        50 items, picked too small a weight on long-tailed data (s = 2–4 where 32–64 was best);
        the larger candidate set alone too small a one on ml-100k. Skipped without a CF source;
     2. the weight of each content-neighbour source (`multirec.neighbours`: side features,
-       frozen content vectors), one at a time by the same measure from 0 (off; wins ties),
-       then `s` once more given them;
+       frozen content vectors), one at a time by the same measure, 0 (off) first and winning
+       ties, doubled past the grid while its largest value wins (`best_weight`), then `s`
+       once more given them (a second round over the sources changed nothing on ml-100k);
     3. a shift `δ` of every cold item's logit (added to `cold_bias`): the best of a few
        offsets that put a user's top new item at rank 1, 2, 5, ... of their warm list, for
        NDCG@k of the whole catalogue against the validation pairs, the carved items' among
@@ -88,7 +89,7 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
         out["cold_cf_scale"] = _best_multiplier(net.cold_cf_scale, scales, carve_score)
     if net.content_slices:
         for cols in net.content_slices.values():
-            _best_offset(net.content_weight[cols], list(CONTENT_WEIGHTS), carve_score)
+            best_weight(net.content_weight[cols], CONTENT_WEIGHTS, carve_score)
         out["content_weights"] = net.content_weights()
         if net.cf_item_proj is not None and net.uses_content_neighbours:
             chosen = out["cold_cf_scale"]  # again, now with the neighbours on (ties: keep it)
@@ -102,6 +103,25 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
     out["cold_shift"] = _best_offset(net.cold_bias, offsets, lambda: validation_ndcg(
         net, train_x, target, k, item_item=item_item, max_users=max_users, seed=seed))
     return out
+
+
+def best_weight(weight: torch.Tensor, values: tuple[float, ...], score: Callable[[], float],
+                 max_doublings: int = 4) -> float:
+    """Set `weight` in place to the value in `values` with the best `score()` (the first of
+    equals); while the largest wins, try twice it (at most `max_doublings` times), so a
+    source whose scores are on a smaller scale than the model's is not cut off at the grid's
+    edge. Returns the value."""
+    def absolute(base: torch.Tensor, v: float) -> torch.Tensor:
+        return torch.full_like(base, v)
+
+    best = _best_setting(weight, values, absolute, score, default=0.0)
+    top = values[-1]
+    for _ in range(max_doublings):
+        if best != top:
+            break
+        top *= 2.0
+        best = _best_setting(weight, (best, top), absolute, score, default=best)
+    return best
 
 
 def _carve_ndcg(net: Any, train_x: sp.csr_matrix, carve: Any, cold: np.ndarray, item_item: Any,

@@ -16,7 +16,7 @@ from multirec.data import InteractionData
 from multirec.model import MultimodalRecommender
 from multirec.neighbours import content_basis, feature_basis, modality_basis
 from multirec.network import TwoTowerNetwork
-from multirec.posthoc import CONTENT_WEIGHTS, tune_cold_items
+from multirec.posthoc import CONTENT_WEIGHTS, best_weight, tune_cold_items
 from multirec.scoring import Scorer
 from multirec.training import validation_ndcg
 
@@ -154,6 +154,7 @@ def test_weights_are_chosen_on_the_carve():
         net.content_basis.copy_(torch.from_numpy(basis))
         net.warm_item.copy_(torch.from_numpy(np.diff(new_train.tocsc().indptr) > 0))
         net.warm_user.fill_(True)
+        net.cold_bias.fill_(0.0)
     net.eval()
     before = validation_ndcg(net, new_train, carve.target, 10, columns=carve.items)
     chosen = tune_cold_items(net, new_train, new_valid, carve, k=10)
@@ -162,6 +163,23 @@ def test_weights_are_chosen_on_the_carve():
     assert weights["noise"] == 0.0
     after = validation_ndcg(net, new_train, carve.target, 10, columns=carve.items)
     assert after > before + 0.1
+
+
+@pytest.mark.parametrize(("optimum", "expected", "largest_tried"),
+                         [(3.0, 4.0, 64.0), (300.0, 256.0, 512.0), (1e6, 1024.0, 1024.0)])
+def test_best_weight_doubles_past_the_grid_while_the_largest_wins(optimum, expected, largest_tried):
+    """The grid's largest value winning means the optimum may lie beyond: doubled up to 4
+    times (64 → 1024), no further; inside the grid the nearest grid value wins."""
+    w = torch.zeros(3)
+    tried = []
+
+    def score() -> float:
+        tried.append(float(w[0]))
+        return -abs(np.log(float(w[0]) + 1e-9) - np.log(optimum))
+
+    got = best_weight(w, CONTENT_WEIGHTS, score)
+    assert got == expected and torch.all(w == expected)
+    assert max(tried) == largest_tried
 
 
 # ------------------------------------------------------------------ a fitted model
