@@ -21,7 +21,7 @@ from encoders import Encoder
 from .content import encode_content
 from .errors import ConfigError, DataError
 from .idmap import IdMap
-from .neighbours import content_centre, normalise_rows
+from .neighbours import centred_rows, content_centre
 from .scoring import binary
 from .validate import check_content_table, check_id_list
 
@@ -77,7 +77,7 @@ def add_items(model: Any, content: Mapping[str, Mapping[Any, Any]]) -> np.ndarra
             if m in centres:  # their content-neighbour vectors, as `fit` made the others'
                 cols = net.content_slices[m]
                 net.content_basis[rows[has], cols] = torch.from_numpy(
-                    normalise_rows(vecs[has].cpu().double().numpy() - centres[m])).float().to(model.device)
+                    centred_rows(vecs[has], centres[m])).to(model.device)
     model.scorer_.invalidate()
     if model.index_ is not None:
         warnings.warn("add_items() changed the catalogue, so the item index was dropped and "

@@ -27,7 +27,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 __all__ = ["FEATURE_RANK", "feature_basis", "modality_basis", "content_basis", "content_centre",
-           "normalise_rows"]
+           "centred_rows", "normalise_rows"]
 
 FEATURE_RANK = 64  # singular pairs kept for the side-feature vectors
 _DENSE_FEATURES = 2048  # up to this many distinct features: one dense eigendecomposition
@@ -63,35 +63,44 @@ def feature_basis(features: sp.spmatrix, rank: int = FEATURE_RANK, seed: int = 0
     return normalise_rows(g).astype(np.float32)
 
 
+def _array(x: np.ndarray | torch.Tensor, dtype: type) -> np.ndarray:
+    """A numpy view (or copy) of a tensor or array in `dtype`."""
+    return (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)).astype(
+        dtype, copy=False)
+
+
 def content_centre(vectors: np.ndarray | torch.Tensor, has: np.ndarray | torch.Tensor
                    ) -> np.ndarray:  # (d,) float64
     """Mean content vector of the items that have the content (`has`); zeros if none do.
     Items added after `fit` (`add_items`) are centred by it, as `modality_basis` centres."""
-    x = (vectors.detach().cpu().numpy() if isinstance(vectors, torch.Tensor)
-         else np.asarray(vectors)).astype(np.float64)
-    mask = (has.cpu().numpy() if isinstance(has, torch.Tensor) else np.asarray(has)).astype(bool)
-    return x[mask].mean(0) if mask.any() else np.zeros(x.shape[1])
+    x, mask = _array(vectors, np.float32), _array(has, bool)
+    return x[mask].mean(0, dtype=np.float64) if mask.any() else np.zeros(x.shape[1])
+
+
+def centred_rows(vectors: np.ndarray | torch.Tensor, centre: np.ndarray
+                 ) -> np.ndarray:  # (n, d) float32
+    """Content-neighbour vectors of content `vectors`: minus `centre`, rows normalised."""
+    return normalise_rows(_array(vectors, np.float64) - centre).astype(np.float32)
 
 
 def modality_basis(vectors: np.ndarray | torch.Tensor, has: np.ndarray | torch.Tensor
                    ) -> np.ndarray:  # (n_items, d) float32
     """Content vectors centred over the items that have them (`has`), rows normalised;
     items without the content get a zero row."""
-    x = (vectors.detach().cpu().numpy() if isinstance(vectors, torch.Tensor)
-         else np.asarray(vectors)).astype(np.float64)
-    mask = (has.cpu().numpy() if isinstance(has, torch.Tensor) else np.asarray(has)).astype(bool)
-    out = np.zeros_like(x)
+    x, mask = _array(vectors, np.float32), _array(has, bool)
+    out = np.zeros(x.shape, np.float32)
     if mask.any():
-        out[mask] = normalise_rows(x[mask] - content_centre(x, mask))
-    return out.astype(np.float32)
+        out[mask] = centred_rows(x[mask], content_centre(x, mask))
+    return out
 
 
 def content_basis(n_items: int, features: sp.spmatrix | None,
                   content: dict[str, tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],
                   *, rank: int = FEATURE_RANK, seed: int = 0
                   ) -> tuple[np.ndarray, dict[str, int]]:  # (n_items, R) float32, {source: r_s}
-    """(n_items, R): every source's vectors side by side, and their widths, in order: `"item_features"` (when
-    there are side features), then the modalities of `content` ({m: (vectors, has)})."""
+    """(n_items, R): every source's vectors side by side, and their widths, in order:
+    `"item_features"` (when there are side features), then the modalities of `content`
+    ({m: (vectors, has)})."""
     blocks: list[np.ndarray] = []
     widths: dict[str, int] = {}
     if features is not None and sp.csr_matrix(features).nnz:
