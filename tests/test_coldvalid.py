@@ -314,3 +314,33 @@ def test_cold_candidates_keep_every_carved_item_and_sample_the_rest_up_to_the_ca
     assert np.array_equal(capped, np.unique(capped))  # sorted, no repeats
     np.testing.assert_array_equal(capped, cold_candidates(cold, carved, cap=50, seed=1))
     assert not np.array_equal(capped, cold_candidates(cold, carved, cap=50, seed=2))
+
+
+def test_last_cold_shift_candidate_puts_new_items_below_every_warm_one():
+    """The last offset places every sampled user's new items under all their warm items, so
+    with it the catalogue ranks as if the new items were not there (a data set whose new
+    items are rarely wanted can choose it); the earlier ones are the per-rank medians."""
+    from multirec.posthoc import cold_shift_candidates
+    from multirec.scoring import iter_logits
+
+    net, new_train, new_valid, _ = _svd_carve_net(1.0)
+    with torch.no_grad():
+        net.cold_cf_scale.fill_(64.0)  # new items flood the lists
+    cold = ~net.warm_item.numpy()
+    warm_cols = np.flatnonzero(~cold)
+    wanted_warm = sp.csr_matrix(new_valid @ sp.diags((~cold).astype(np.float32)))  # no new items
+    flooded = validation_ndcg(net, new_train, wanted_warm, 10)
+    alone = validation_ndcg(net, new_train, wanted_warm, 10, columns=warm_cols)
+    assert flooded < alone - 0.05  # the new items push wanted warm ones out of the top 10
+
+    offsets = cold_shift_candidates(net, new_train, new_valid, max_users=500)
+    assert offsets[0] == 0.0 and len(offsets) >= 3
+    assert offsets[1:] == sorted(offsets[1:], reverse=True)  # ranks 1, 2, 5, ..., then below all
+    with torch.no_grad():
+        net.cold_bias.add_(offsets[-1])
+    for u, logits in iter_logits(net, new_train, np.flatnonzero(np.diff(new_valid.indptr))):
+        z, seen = logits.numpy(), new_train[u].toarray() > 0
+        warm_low = np.where(~cold & ~seen, z, np.inf).min(1)  # (B,)
+        cold_high = np.where(cold & ~seen, z, -np.inf).max(1)  # (B,)
+        assert (cold_high < warm_low).all()
+    assert validation_ndcg(net, new_train, wanted_warm, 10) == pytest.approx(alone)
