@@ -138,18 +138,29 @@ class Scorer:
     def item_vectors(self) -> np.ndarray:  # (n_items, d)
         return self.catalogue()[0].h.cpu().numpy()
 
+    def knn_columns(self) -> torch.Tensor | None:  # (R',) int64 column indices, or None
+        """The content-neighbour columns the retrieval head carries: those of sources with a
+        nonzero weight, and none when no catalogue item is cold (the term is 0 for warm
+        items), so a warm catalogue's index is no wider than without the term."""
+        out, _ = self.catalogue()
+        if out.knn is None or out.memory is None or bool((out.memory != 0).all()):
+            return None
+        cols = torch.nonzero(self.net.content_weight != 0).squeeze(1)
+        return cols if cols.numel() else None
+
     def retrieval_head(self, rows: np.ndarray | None = None) -> RetrievalHead:
         """Item side of the retrieval head (all items or `rows`)."""
         out, _ = self.catalogue()
         net = self.net
+        knn = self.knn_columns()
         with torch.no_grad():
             parts = [out.h]
             if net.use_user_cf:
                 parts.append(net.cf_scale * out.cf)
             if self.has_prior:
                 parts.append(out.prior.unsqueeze(1))
-            if out.knn is not None:
-                parts.append(out.knn)
+            if knn is not None:
+                parts.append(out.knn[:, knn])
             parts.append((out.bias + net.global_bias).unsqueeze(1))
             x = torch.cat(parts, 1).float().cpu().numpy()
         x = x if rows is None else x[rows]
@@ -157,15 +168,17 @@ class Scorer:
 
     def queries(self, users: np.ndarray | None, history: sp.csr_matrix
                 ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) user biases
-        """Query side of the retrieval head: `[h_u, cf_u, (w_u,) (p_u,) 1]` and `b_u`."""
+        """Query side of the retrieval head: `[h_u, cf_u, (w_u,) (p_u,) 1]` and `b_u` (`p_u`:
+        the pooled content-neighbour vector, the columns of `knn_columns`)."""
         user = self.users(users, history)
+        knn = self.knn_columns()
         parts = [user.h]
         if self.net.use_user_cf:
             parts.append(user.cf)
         if self.has_prior:
             parts.append(user.prior.unsqueeze(1))
-        if user.knn is not None:
-            parts.append(user.knn)
+        if knn is not None and user.knn is not None:
+            parts.append(user.knn[:, knn])
         parts.append(torch.ones(user.h.shape[0], 1, device=user.h.device))
         q = torch.cat(parts, 1).float().cpu().numpy()
         return np.ascontiguousarray(q), user.bias.float().cpu().numpy()

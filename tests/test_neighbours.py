@@ -140,6 +140,34 @@ def test_retrieval_head_carries_the_term():
     assert head.dim == 4 + 2 + 3 + 1  # h, cf, knn, bias
 
 
+def test_retrieval_head_drops_knn_columns_that_are_zero_for_every_item():
+    """A source with weight 0, or a catalogue with no cold item, adds no column to the
+    index; the head still gives the raw logit."""
+    net = TwoTowerNetwork(NetworkConfig(n_users=5, n_items=8, cf_dim=2, dim=4,
+                                        content_neighbours={"tags": 3, "text": 5}))
+    with torch.no_grad():
+        net.content_basis.normal_()
+        net.warm_user.fill_(True)
+        net.warm_item[:4] = True
+    net.eval()
+    net.set_content_weight("text", 1.5)  # "tags" stays 0
+    history = sp.csr_matrix(np.array([[1, 0, 1, 0, 0, 0, 0, 0], [0, 1, 0, 1, 0, 0, 0, 0]], np.float32))
+    users = np.array([0, 1])
+
+    def check(expected_dim: int) -> None:
+        scorer = Scorer(net)
+        q, bu = scorer.queries(users, history)
+        head = scorer.retrieval_head()
+        assert head.dim == q.shape[1] == expected_dim
+        raw = scorer.logits(users, history, calibrated=False).numpy()
+        np.testing.assert_allclose(q @ head.items.T + bu[:, None], raw, atol=1e-4)
+
+    check(4 + 2 + 5 + 1)  # h, cf, the text columns, bias
+    with torch.no_grad():
+        net.warm_item.fill_(True)
+    check(4 + 2 + 1)
+
+
 def test_weights_are_chosen_on_the_carve():
     """Cold items' only signal is their content: its weight is turned up, and cold-item NDCG
     on the carve rises; a source of noise stays off."""
@@ -235,3 +263,34 @@ def test_added_items_get_their_content_vector():
     assert e["contributions"]["neighbours:vec"] != 0.0
     total = sum(e["contributions"].values()) + e["user_bias"] + e["item_bias"] + e["global_bias"]
     assert total == pytest.approx(e["logit"], abs=1e-4)
+
+
+def test_index_serves_a_new_item_with_its_neighbour_score():
+    """A flat index over a model with a cold item and the term on returns what the model's
+    own exact `recommend` returns, and the new item's score through it is its logit."""
+    pytest.importorskip("faiss")
+    from multirec.index import ItemIndex
+
+    data, content = _data()
+    model = _model().fit(data)
+    model.network.set_content_weight("vec", 4.0)
+    model.add_items({"vec": {"new-item": content[7] * 1.0}})
+    index = ItemIndex.build(model, kind="flat")
+    assert index.dim == model.scorer_.retrieval_head().dim
+    users = list(model.user_map_.ids(np.arange(20)))
+    want_ids, want_p = model.recommend(users, n=10)
+    got_ids, got_p = index.recommend(model, users, n=10)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_allclose(got_p, want_p, rtol=1e-4, atol=1e-6)
+    # the new item's score through the index is its raw logit (it has no item-item term,
+    # which the index adds on its candidates)
+    rows = np.arange(20)
+    q, bu = model.scorer_.queries(rows, model.user_items_[rows])
+    idx, val = index.search(q, n=len(index), bias=bu)  # (20, n_items), best first
+    raw = model.scorer_.logits(rows, model.user_items_[rows], calibrated=False).numpy()
+    new_val = val[idx == len(index) - 1]  # (20,) the new item's score in each row
+    np.testing.assert_allclose(new_val, raw[:, -1], rtol=1e-4, atol=1e-4)
+    model.network.set_content_weight("vec", 0.0)
+    model.scorer_.invalidate()
+    off = model.scorer_.logits(rows, model.user_items_[rows], calibrated=False).numpy()
+    assert np.abs(raw[:, -1] - off[:, -1]).max() > 1e-3  # the new item's term is in it
