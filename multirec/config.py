@@ -21,6 +21,7 @@ result is recorded in `model.fit_config_`):
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -131,6 +132,10 @@ class TrainConfig:
     valid_fraction: float = 0.1
     cold_valid_items: float = 0.05  # share of warm items with content held out as new items
     popularity_prior: bool = True  # tune a popularity prior for short histories (multirec.prior)
+    # users the model does not know (fold-in) get the item-item (EASE) term weighted by
+    # n / (n + this), n their history length: EASE's weights fit full histories, and from
+    # one to five interactions they ranked far below popularity (0 keeps the full weight)
+    new_user_item_item_halflife: float = 20.0
     refit: bool = True  # once validation has chosen, retrain on all interactions (`multirec.fit`)
     # score cold items also by their content's similarity to the user's history (side
     # features and frozen content vectors, `multirec.neighbours`), weights chosen on the carve
@@ -172,6 +177,10 @@ class TrainConfig:
             raise ConfigError(f"distributed must be True, False or 'auto', got {self.distributed!r}")
         if self.num_threads is not None and not (_is_int(self.num_threads) and self.num_threads >= 1):
             raise ConfigError(f"num_threads must be None or an integer >= 1, got {self.num_threads!r}")
+        h = self.new_user_item_item_halflife
+        if isinstance(h, bool) or not isinstance(h, (int, float)) or not (math.isfinite(h) and h >= 0):
+            raise ConfigError(f"TrainConfig.new_user_item_item_halflife must be a number >= 0 "
+                              f"(0: no damping), got {h!r}")
         for name in ("show_progress", "resume", "popularity_prior", "refit", "content_neighbours"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}; it must be True or False")

@@ -54,7 +54,7 @@ def explain(model: Any, user_id: Any, item_id: Any) -> dict[str, Any]:
         if bool(net.warm_item[i]) and net.use_id_embeddings:
             contrib["id"] = float(h_u @ net.item_id(i)[0])
         if ii is not None:
-            contrib["item_item"] = float(net.ii_scale * ii[0, 0] * full.memory[0])
+            contrib["item_item"] = float(net.item_item_term(user, full, ii)[0, 0])
         if float(user.prior[0]) != 0.0:
             contrib["popularity"] = float(user.prior[0] * full.prior[0])
         if user.knn is not None and full.knn is not None and not bool(net.warm_item[i]):

@@ -61,7 +61,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from .errors import ConfigError, DataError, MissingBackendError, ModelFileError
 from .progress import progress
@@ -73,9 +72,8 @@ _MARKER = "multirec.ItemIndex"  # the kind of save named in the pointer file
 
 # ====================================================================== model adapter
 # Everything this module needs from a fitted model, in one place: its public scoring API
-# (`model.scorer_`, a `multirec.scoring.Scorer`: retrieval head, queries, item-item scores,
-# calibration) and the catalogue helpers. `_item_item_term` is the one line that still knows
-# the tower layout (`ii_scale`, `memory`).
+# (`model.scorer_`, a `multirec.scoring.Scorer`: retrieval head, queries, the item-item
+# term, calibration) and the catalogue helpers; none of it knows the tower layout.
 from ._files import atomic_directory, current_version, sha256_file  # noqa: E402
 from .catalogue import history_matrix, ids_with_pad  # noqa: E402
 from .ranking import topk  # noqa: E402
@@ -105,14 +103,12 @@ def _user_queries(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
     return model.scorer_.queries(users, bag)
 
 
-def _item_item_term(model: Any, bag: sp.csr_matrix) -> np.ndarray | None:  # (B, n_items)
-    """`t·ii_ui·memory_i` of the raw logit, or None for models without the item-item term."""
-    ii = model.scorer_.item_item_scores(bag)
-    if ii is None:
-        return None
-    out, _ = model.scorer_.catalogue()
-    with torch.no_grad():
-        return (model.network.ii_scale * ii * out.memory).float().cpu().numpy()
+def _item_item_term(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
+                    ) -> np.ndarray | None:  # (B, n_items)
+    """`t·v_u·ii_ui·memory_i` of the raw logit (`users=None`: fold-in from `bag`), or None
+    for models without the item-item term."""
+    term = model.scorer_.item_item_term(users, bag)
+    return None if term is None else term.float().cpu().numpy()
 
 
 def _calibrate(model: Any, raw: np.ndarray) -> np.ndarray:
@@ -660,7 +656,7 @@ class ItemIndex:
             for s in range(0, len(pos), step):
                 rows, sub = pos[s:s + step], bag[s:s + step]
                 q[rows], bu[rows] = _user_queries(model, None if uidx is None else uidx[s:s + step], sub)
-                term = _item_item_term(model, sub)  # (r, n_items) or None
+                term = _item_item_term(model, None if uidx is None else uidx[s:s + step], sub)
                 if term is not None:
                     if ii is None:
                         ii = np.zeros((b, n_items), np.float32)

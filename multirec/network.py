@@ -66,6 +66,9 @@ class UserOutput:
     bias: torch.Tensor  # (B,) user biases b_u (0 for users unknown to the model)
     prior: torch.Tensor | None = None  # (B,) weight of the items' popularity prior
     knn: torch.Tensor | None = None  # (B, R) pooled content-neighbour vectors of the history
+    # (B,) weight of the item-item term: n / (n + κ) for users the model does not know
+    # (n their history length, κ `new_user_ii_halflife`), 1 for known users; None: 1 for all
+    ii_weight: torch.Tensor | None = None
 
 
 class TwoTowerNetwork(nn.Module):
@@ -74,7 +77,8 @@ class TwoTowerNetwork(nn.Module):
     # tensors added after model format 2 was fixed, with the value that reproduces how a
     # model saved without them scores (`multirec.io` fills them in on load)
     STATE_DEFAULTS = {"cold_cf_scale": 1.0, "item_prior": 0.0, "prior_weight": 0.0,
-                      "prior_halflife": 1.0, "content_basis": 0.0, "content_weight": 0.0}
+                      "prior_halflife": 1.0, "content_basis": 0.0, "content_weight": 0.0,
+                      "new_user_ii_halflife": 0.0}
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
@@ -116,6 +120,9 @@ class TwoTowerNetwork(nn.Module):
         self.register_buffer("item_prior", torch.zeros(n_items))
         self.register_buffer("prior_weight", torch.zeros(1))
         self.register_buffer("prior_halflife", torch.ones(1))
+        # κ of the item-item term's weight n / (n + κ) for those users (0: full weight), set
+        # from `TrainConfig.new_user_item_item_halflife` by `multirec.fit`
+        self.register_buffer("new_user_ii_halflife", torch.zeros(1))
         # content neighbours for cold items (`multirec.neighbours`): per-source item vectors
         # side by side, and one weight per column (the source's weight, chosen on the
         # cold-item carve after training; 0 until then, and for sources that do not help)
@@ -374,17 +381,23 @@ class TwoTowerNetwork(nn.Module):
         # the popularity prior serves users the model does not know (fold-in); known users
         # have their own bias and LightFM factor
         prior = self.prior_weight * self.prior_halflife / (self.prior_halflife + n)  # (B,)
+        # and their history is short for the item-item weights, fitted on full histories
+        ii_weight = n / (n + self.new_user_ii_halflife).clamp(min=1e-12)  # (B,) 1 when κ = 0
         if users is not None:
-            prior = prior * (~self.warm_user[users]).to(prior.dtype)
-        return UserOutput(h=hu, cf=cf, bias=bu, prior=prior.to(hu.dtype), knn=knn)
+            new = ~self.warm_user[users]
+            prior = prior * new.to(prior.dtype)
+            ii_weight = torch.where(new, ii_weight, torch.ones_like(ii_weight))
+        return UserOutput(h=hu, cf=cf, bias=bu, prior=prior.to(hu.dtype), knn=knn,
+                          ii_weight=ii_weight.to(hu.dtype))
 
     def raw_logits(self, user: UserOutput, item: ItemOutput,
                    ii: torch.Tensor | None = None) -> torch.Tensor:  # (B, C)
-        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·ii_ui] [+ knn_ui] + w_u·prior_i + b_u + b_i + b`
+        """`⟨h_u, h_i⟩ + s·⟨u_cf, v_cf⟩ [+ t·v_u·ii_ui] [+ knn_ui] + w_u·prior_i + b_u + b_i + b`
         (before calibration).
 
         `ii` (B, C): item-item scores of the users' histories for these items (see
-        `multirec.itemitem`); used only where the item has item-item weights (`memory`).
+        `multirec.itemitem`); used only where the item has item-item weights (`memory`), and
+        weighted down for users the model does not know by their history's length (`v_u`).
         `w_u·prior_i`: the popularity prior, weighted down as the user's history grows.
         `knn_ui`: content neighbours (`multirec.neighbours`), for cold items only, when the
         user output carries them (`users(..., basis=...)`).
@@ -395,12 +408,18 @@ class TwoTowerNetwork(nn.Module):
         if user.cf.shape[1] and self.use_user_cf:
             out = out + self.cf_scale * (user.cf @ item.cf.T)
         if ii is not None and self.use_item_item:
-            out = out + self.ii_scale * ii * item.memory
+            out = out + self.item_item_term(user, item, ii)
         if user.knn is not None and item.knn is not None:
             cold = torch.nonzero(item.memory == 0).squeeze(1)  # (C_cold,) only they have it
             if cold.numel():
                 out = out.index_add(1, cold, user.knn @ item.knn[cold].T)
         return out
+
+    def item_item_term(self, user: UserOutput, item: ItemOutput,
+                       ii: torch.Tensor) -> torch.Tensor:  # (B, C)
+        """`t·ii_ui·memory_i·v_u`: the weighted item-item scores (`v_u`: `UserOutput.ii_weight`)."""
+        term = self.ii_scale * ii * item.memory
+        return term if user.ii_weight is None else term * user.ii_weight.unsqueeze(1)
 
     def logits(self, user: UserOutput, item: ItemOutput,
                ii: torch.Tensor | None = None) -> torch.Tensor:  # (B, C)

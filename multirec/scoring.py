@@ -104,6 +104,18 @@ class Scorer:
              else self.item_item.scores_at(history, columns))
         return torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)).to(self.device)
 
+    def item_item_term(self, users: np.ndarray | None, history: sp.csr_matrix
+                       ) -> torch.Tensor | None:  # (B, n_items) or None
+        """The item-item part of the raw logits, `t·v_u·ii_ui·memory_i`, for one block of
+        users (`users=None`: unknown users); None for models without the term."""
+        ii = self.item_item_scores(history)
+        if ii is None:
+            return None
+        out, _ = self.catalogue()
+        user = self.users(users, history)
+        with torch.no_grad():
+            return self.net.item_item_term(user, out, ii)
+
     def logits(self, users: np.ndarray | None, history: sp.csr_matrix, *,
                calibrated: bool = True, columns: np.ndarray | None = None
                ) -> torch.Tensor:  # (B, n_items), or (B, C) for `columns`

@@ -120,3 +120,65 @@ def test_users_seen_in_training_get_no_prior():
     new = scorer.users(None, train[users])
     torch.testing.assert_close(known.prior, torch.zeros(2))
     assert bool((new.prior > 0).all())
+
+
+def _ease_net(halflife: float):
+    """A content network with the item-item (EASE) term on, its weights from `train`."""
+    from multirec.itemitem import fit_item_item
+
+    train, _, content = planted_problem(n_items=40)
+    torch.manual_seed(0)
+    net = TwoTowerNetwork(NetworkConfig(n_users=train.shape[0], n_items=40, dim=8,
+                                        content_dims={"vec": content.shape[1]}, item_item=True))
+    with torch.no_grad():
+        net.content_vec.copy_(torch.from_numpy(content))
+        net.has_vec.fill_(True)
+        net.warm_item.fill_(True)
+        net.warm_user.fill_(True)
+        net.new_user_ii_halflife.fill_(halflife)
+    return net.eval(), train, fit_item_item(train, l2=5.0)
+
+
+def test_new_users_item_item_term_is_weighted_by_history_length():
+    """For users the model does not know the item-item part of the logit is t·ii·n/(n + κ);
+    known users keep it whole, and κ = 0 keeps it whole for everyone."""
+    net, train, ii = _ease_net(4.0)
+    hist = sp.csr_matrix(np.vstack([np.eye(40, dtype=np.float32)[0],
+                                    (np.arange(40) < 12).astype(np.float32)]))  # n = 1, 12
+    scores = torch.from_numpy(np.asarray(ii.scores(hist), np.float32))
+    scorer = Scorer(net, ii)
+    new = scorer.logits(None, hist, calibrated=False)
+    with torch.no_grad():
+        net.use_item_item = False
+    without = Scorer(net, ii).logits(None, hist, calibrated=False)
+    net.use_item_item = True
+    weight = torch.tensor([1 / 5, 12 / 16])[:, None]
+    torch.testing.assert_close(new - without, net.ii_scale.detach() * scores * weight,
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scorer.item_item_term(None, hist), new - without, rtol=1e-4, atol=1e-4)
+    known = np.array([0, 1])
+    full = scorer.item_item_term(known, hist)  # the same rows as known users: no damping
+    torch.testing.assert_close(full, net.ii_scale.detach() * scores, rtol=1e-4, atol=1e-4)
+    net0, _, _ = _ease_net(0.0)
+    torch.testing.assert_close(Scorer(net0, ii).item_item_term(None, hist),
+                               net0.ii_scale.detach() * scores, rtol=1e-4, atol=1e-4)
+
+
+def test_new_user_item_item_halflife_is_checked_and_reaches_the_network():
+    import pytest
+
+    from multirec.config import TrainConfig
+    from multirec.errors import ConfigError
+    from multirec.model import MultimodalRecommender
+
+    for bad in (-1.0, float("nan"), "20", True):
+        with pytest.raises(ConfigError, match="new_user_item_item_halflife"):
+            TrainConfig(new_user_item_item_halflife=bad)
+    train, valid, _ = planted_problem(n_items=40)
+    from multirec.data import InteractionData
+
+    coo = (train + valid).tocoo()
+    data = InteractionData.from_arrays(coo.row, coo.col)
+    model = MultimodalRecommender(epochs=2, dim=8, show_progress=False, seed=0,
+                                  new_user_item_item_halflife=7.5).fit(data)
+    assert float(model.network.new_user_ii_halflife) == 7.5
