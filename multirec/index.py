@@ -42,6 +42,13 @@ of fixed vectors. `recommend` then merges the index's candidates with the best i
 candidates, rescores the union exactly and widens the pools until the result is provably the
 top-k (Fagin's threshold bound); with "flat" it equals `model.recommend`.
 
+Models with content neighbours (`multirec.neighbours`) score cold items with R extra
+columns (the user's pooled content vector) that are 0 for warm items. When the cold items
+are few (at most `multirec.coldblock.COLD_EXACT_MAX` and half the catalogue), `build`
+indexes every item without those columns and scores the cold items exactly beside FAISS
+(`multirec.coldblock`), so each of the N stored vectors stays R floats narrower
+(`cold_items`, `faiss_index.d` < `dim`); the two result lists are merged per query.
+
 FAISS is optional: `pip install "multirec[ann]"`.
 
     >>> index = ItemIndex.build(model, kind="hnsw")
@@ -76,6 +83,7 @@ _MARKER = "multirec.ItemIndex"  # the kind of save named in the pointer file
 # term, calibration) and the catalogue helpers; none of it knows the tower layout.
 from ._files import atomic_directory, current_version, sha256_file  # noqa: E402
 from .catalogue import history_matrix, ids_with_pad  # noqa: E402
+from .coldblock import ColdBlock, merge_top  # noqa: E402
 from .ranking import topk  # noqa: E402
 from .scoring import binary  # noqa: E402
 
@@ -90,6 +98,11 @@ def _check_fitted(model: Any) -> None:
 def _head(model: Any, rows: np.ndarray | None = None) -> np.ndarray:  # (N, D) float32
     """Item side of the retrieval head: `[h_i, s·cf_i, b_i + b]` (all items or `rows`)."""
     return np.ascontiguousarray(model.scorer_.retrieval_head(rows).items, dtype=np.float32)
+
+
+def _head_knn_columns(model: Any) -> slice | None:
+    """Where the retrieval head's content-neighbour columns are (None: it has none)."""
+    return model.scorer_.retrieval_head(np.zeros(0, np.int64)).knn
 
 
 def _catalogue_token(model: Any) -> Any:
@@ -117,8 +130,10 @@ def _calibrate(model: Any, raw: np.ndarray) -> np.ndarray:
 
 # ====================================================================== constants
 KINDS = ("flat", "ivf", "hnsw")
-FORMAT_VERSION = 2  # 2: optional MIPS→L2 transform ("transform" in index.json); 1 read as IP
-_INDEX_FILE, _META_FILE = "index.faiss", "index.json"
+# 3: optional cold block (cold.npz); 2: optional MIPS→L2 transform ("transform" in
+# index.json); 1 read as IP
+FORMAT_VERSION = 3
+_INDEX_FILE, _META_FILE, _COLD_FILE = "index.faiss", "index.json", "cold.npz"
 _N_CHECK = 32  # item vectors kept to check that an index matches the model it serves
 _DENSE_BUDGET = 1 << 25  # max floats in a dense (users × items) block
 _DEFAULT_TRANSFORM = {"flat": False, "ivf": True, "hnsw": False}  # measured, see docstring
@@ -253,15 +268,29 @@ class ItemIndex:
 
     def __init__(self, index: Any, kind: str, params: Mapping[str, Any],
                  check: tuple[np.ndarray, np.ndarray] | None = None,
-                 vectors: np.ndarray | None = None) -> None:
+                 vectors: np.ndarray | None = None, cold: ColdBlock | None = None) -> None:
         self._index, self._kind, self._params = index, kind, dict(params)
         self._check = check  # (rows, vectors) sampled at build time
         self._checked: Any = None  # weakref to the model catalogue last found to match
         self._transform = bool(self._params.get("transform", False))
-        # (N, D) exact item vectors for rescoring a transformed index (a view, no copy)
+        # (N, D_f) exact item vectors for rescoring a transformed index (a view, no copy)
         self._vectors = vectors
-        self._dim = int(index.d) - 1 if self._transform else int(index.d)
+        self._faiss_dim = int(index.d) - 1 if self._transform else int(index.d)  # D_f
         self._scale = math.sqrt(float(self._params.get("max_norm2", 0.0))) or 1.0  # M
+        self._cold: ColdBlock | None = None
+        self._selector: Any = None
+        self._dim = self._faiss_dim  # D: the query vectors' width
+        if cold is not None:
+            self._attach_cold(cold)
+
+    def _attach_cold(self, cold: ColdBlock) -> None:
+        """Serve the items `cold.rows` from the exact block (the FAISS index holds the
+        columns `cold.base` of every item; its results leave those items out)."""
+        if cold.base.size != self._faiss_dim:
+            raise ModelFileError(f"the cold block keeps {cold.base.size} columns for an index of "
+                                 f"dim {self._faiss_dim}; rebuild the index")
+        self._cold, self._dim = cold, cold.dim
+        self._selector = cold.selector(_faiss())
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -271,15 +300,24 @@ class ItemIndex:
         Keyword arguments are those of `from_vectors` (nlist, nprobe, m, ef_construction,
         ef_search, transform, target_recall, num_threads, seed, show_progress); nprobe /
         ef_search are calibrated on up to 512 of the model's own users unless given.
+        When the model scores its cold items with content-neighbour columns that warm items
+        do not use, and the cold items are few (`multirec.coldblock.ColdBlock.split`), FAISS
+        indexes every item without those columns and the cold items are scored exactly
+        beside it (`cold_items` in the repr).
         """
         _check_fitted(model)
         x = item_vectors(model)
+        cold = ColdBlock.split(x, _head_knn_columns(model))
         if kind in ("ivf", "hnsw") and kw.get("queries") is None and len(model.user_map_):
             users = np.random.default_rng(kw.get("seed", 0)).permutation(len(model.user_map_))
             raw = list(model.user_map_.ids(np.sort(users[:_N_CALIBRATE])))
             probe = cls.from_vectors(x[:1], "flat")  # only its dim is used by _queries
             kw["queries"] = probe._queries(model, raw, None, with_seen=False)[0]
-        index = cls.from_vectors(x, kind, **kw)
+        if cold is not None and kw.get("queries") is not None:
+            kw["queries"] = cold.narrow(np.asarray(kw["queries"]))
+        index = cls.from_vectors(x if cold is None else cold.narrow(x), kind, **kw)
+        if cold is not None:
+            index._attach_cold(cold)
         rows = np.unique(np.linspace(0, len(x) - 1, min(_N_CHECK, len(x))).astype(np.int64))
         index._check = (rows, x[rows].copy())
         return index
@@ -415,6 +453,11 @@ class ItemIndex:
         return self._dim
 
     @property
+    def cold_items(self) -> np.ndarray:  # (C,) int64
+        """Item indices scored exactly beside the FAISS index (empty: none)."""
+        return np.zeros(0, np.int64) if self._cold is None else self._cold.rows.copy()
+
+    @property
     def transform(self) -> bool:
         """Whether items are stored as `[x, √(M² − ‖x‖²)]` under L2 (see module docstring)."""
         return self._transform
@@ -435,31 +478,41 @@ class ItemIndex:
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v}" for k, v in self._params.items())
+        if self._cold is not None:
+            extra += f", cold_items={self._cold.rows.size}, faiss_dim={self._faiss_dim}"
         return f"ItemIndex(kind={self._kind!r}, items={len(self)}, dim={self.dim}{extra})"
 
     # ------------------------------------------------------------------ search
-    def faiss_queries(self, queries: np.ndarray) -> np.ndarray:  # (B, D) → (B, D [+ 1]) float32
-        """Queries as `faiss_index` expects them: `[q·M/‖q‖, 0]` when `transform` is True.
+    def faiss_queries(self, queries: np.ndarray) -> np.ndarray:  # (B, D) → (B, D_f [+ 1]) float32
+        """Queries as `faiss_index` expects them: without the columns only the cold block
+        uses (`cold_items`), and `[q·M/‖q‖, 0]` when `transform` is True.
 
         Rescaling a query does not change its inner-product ranking; at norm M it lies on the
         sphere of the transformed items, which is what makes IVF pick the right cells (recall
         0.95 instead of 0.60 at the same nprobe, long-tailed norms, 20k items).
         """
         q = np.ascontiguousarray(queries, dtype=np.float32)
+        if self._cold is not None and q.shape[1] == self._dim:
+            q = self._cold.narrow(q)
         if not self._transform:
             return q
-        out = np.zeros((len(q), self._dim + 1), np.float32)
+        out = np.zeros((len(q), self._faiss_dim + 1), np.float32)
         norm = np.linalg.norm(q, axis=1, keepdims=True)  # (B, 1)
         np.multiply(q, self._scale / np.maximum(norm, 1e-30), out=out[:, :-1])
         return out
 
     def _raw_search(self, q: np.ndarray, k: int, ef: int | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:  # (B, k) float32 scores, (B, k) int64
-        """FAISS search; scores are inner products `⟨q, x_i⟩` (-inf where nothing was found)."""
+        """FAISS search (without the cold block's items); scores are inner products
+        `⟨q, x_i⟩` (-inf where nothing was found)."""
         kw = {}
-        if ef is not None:  # HNSW finds at most efSearch items
+        if self._cold is not None:  # the cold items are the block's, not the index's
+            kw["params"] = self._search_params(ef)
+        elif ef is not None:  # HNSW finds at most efSearch items
             kw["params"] = _faiss().SearchParametersHNSW(efSearch=int(ef))
         dist, found = self._index.search(self.faiss_queries(q), k, **kw)  # (B, k), best first
+        if self._cold is not None:
+            q = self._cold.narrow(q)  # (B, D_f)
         if self._transform:  # exact inner products of the found items, re-sorted
             safe = np.maximum(found, 0)
             dist = np.matmul(self._vectors[safe], q[:, :, None])[..., 0]  # (B, k, D) @ (B, D, 1)
@@ -470,6 +523,17 @@ class ItemIndex:
         else:
             dist[found < 0] = -np.inf
         return dist, found
+
+    def _search_params(self, ef: int | None) -> Any:
+        """FAISS search parameters that leave out the cold block's items (and widen HNSW's
+        beam to `ef` when given); the index's own nprobe / efSearch otherwise."""
+        faiss = _faiss()
+        if self._kind == "hnsw":
+            return faiss.SearchParametersHNSW(
+                sel=self._selector, efSearch=int(ef if ef is not None else self._params["ef_search"]))
+        if self._kind == "ivf":
+            return faiss.SearchParametersIVF(sel=self._selector, nprobe=int(self._index.nprobe))
+        return faiss.SearchParameters(sel=self._selector)
 
     def search(
         self,
@@ -495,11 +559,11 @@ class ItemIndex:
             ef = k if self._kind == "hnsw" and k > self._params["ef_search"] else None
             dist, found = self._raw_search(q, k, ef)
             val = dist.astype(np.float64)
-            idx = np.where(np.isfinite(val), found, -1)
-            if bias is not None:
-                val += bias[:, None]  # -inf stays -inf
-            return _pad(idx, val, n)
-        idx, val = self._search_excluding(q, n, exclude)
+            idx, val = _pad(np.where(np.isfinite(val), found, -1), val, n)
+        else:
+            idx, val = self._search_excluding(q, n, exclude)
+        if self._cold is not None:  # + the cold items, scored exactly
+            idx, val = merge_top(idx, val, *self._cold.top(q, n, exclude), n)
         if bias is not None:
             val = val + bias[:, None]  # -inf stays -inf
         return idx, val
@@ -597,7 +661,7 @@ class ItemIndex:
         elif ii is None:
             idx, logits = self.search(q, n, exclude, bias=bu)
         else:
-            x_all = self._vectors if self._vectors is not None else _head(model)
+            x_all = self._vectors if self._vectors is not None and self._cold is None else _head(model)
             idx, logits = self._rank_with_item_item(x_all, q, bu, ii, exclude, n)
         idx, logits = idx[:, :min(n, n_items)], logits[:, :min(n, n_items)]  # as model.recommend
         ids = ids_with_pad(model.item_map_, idx)
@@ -738,26 +802,34 @@ class ItemIndex:
 
         Format 2 records the MIPS→L2 transform (`params["transform"]`, `params["max_norm2"]`);
         the exact item vectors of a transformed index are its stored ones minus the last
-        coordinate, so nothing else is written.
+        coordinate, so nothing else is written. Format 3 adds the cold block, if any
+        (`cold.npz`: plain arrays, read without pickle, checksummed like the index).
         """
         from . import __version__
 
         faiss = _faiss()
         with atomic_directory(directory, overwrite=overwrite, marker=_MARKER) as tmp:
             faiss.write_index(self._index, str(tmp / _INDEX_FILE))
+            files = {_INDEX_FILE: sha256_file(tmp / _INDEX_FILE)}
+            if self._cold is not None:
+                np.savez(tmp / _COLD_FILE, rows=self._cold.rows, vectors=self._cold.vectors,
+                         base=self._cold.base)
+                files[_COLD_FILE] = sha256_file(tmp / _COLD_FILE)
             meta = {
                 "format": "multirec.ItemIndex",
                 "format_version": FORMAT_VERSION,
                 "multirec_version": __version__,
                 "kind": self._kind,
                 "dim": self.dim,
+                "faiss_dim": self._faiss_dim,
                 "n_items": len(self),
+                "cold_items": 0 if self._cold is None else int(self._cold.rows.size),
                 "transform": {"kind": "mips-l2", "max_norm2": self._params["max_norm2"]}
                 if self._transform else None,
                 "params": self._params,
                 "check": None if self._check is None else {
                     "rows": self._check[0].tolist(), "vectors": self._check[1].tolist()},
-                "files": {_INDEX_FILE: sha256_file(tmp / _INDEX_FILE)},
+                "files": files,
             }
             (tmp / _META_FILE).write_text(json.dumps(meta, indent=2))
 
@@ -782,9 +854,11 @@ class ItemIndex:
         if transform != bool(params.get("transform", False)):
             raise ModelFileError(f"{str(meta_path)!r} has inconsistent transform fields; re-save the index")
         stored_dim = int(index.d) - 1 if transform else int(index.d)
-        if (stored_dim, int(index.ntotal)) != (meta.get("dim"), meta.get("n_items")):
+        want_dim = meta.get("faiss_dim", meta.get("dim"))
+        if (stored_dim, int(index.ntotal)) != (want_dim, meta.get("n_items")):
             raise ModelFileError(f"{str(path)!r} holds {index.ntotal} vectors of dim {stored_dim}, "
-                                 f"{_META_FILE} says {meta.get('n_items')} of dim {meta.get('dim')}")
+                                 f"{_META_FILE} says {meta.get('n_items')} of dim {want_dim}")
+        cold = _read_cold(root, meta) if meta.get("cold_items") else None
         vectors = None
         if transform and index.ntotal:
             if meta["kind"] == "ivf":
@@ -794,7 +868,7 @@ class ItemIndex:
         try:
             if check is not None:
                 check = (np.asarray(check["rows"], np.int64), np.asarray(check["vectors"], np.float32))
-            out = cls(index, meta["kind"], params, check, vectors=vectors)
+            out = cls(index, meta["kind"], params, check, vectors=vectors, cold=cold)
             out._apply_params()
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{str(meta_path)!r} has invalid fields ({exc!r}); "
@@ -829,6 +903,26 @@ def _read_index_meta(root: Path) -> tuple[Path, dict[str, Any], Path]:
         raise ModelFileError(f"{str(path)!r} does not match its checksum in {_META_FILE}: the "
                              "file is corrupt or was modified. Rebuild and save the index.")
     return root, meta, path
+
+
+def _read_cold(root: Path, meta: dict[str, Any]) -> ColdBlock:
+    """The saved cold block (checksum checked, arrays read without pickle)."""
+    path = root / _COLD_FILE
+    files = meta.get("files") or {}
+    if not path.is_file() or sha256_file(path) != files.get(_COLD_FILE):
+        raise ModelFileError(f"{str(path)!r} is missing or does not match its checksum in "
+                             f"{_META_FILE}; rebuild and save the index")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            cold = ColdBlock(rows=np.asarray(z["rows"], np.int64),
+                             vectors=np.ascontiguousarray(z["vectors"], np.float32),
+                             base=np.asarray(z["base"], np.int64))
+    except (KeyError, ValueError, OSError) as exc:
+        raise ModelFileError(f"{str(path)!r} is not a valid cold block ({exc}); rebuild the index") from exc
+    if cold.vectors.shape != (cold.rows.size, meta.get("dim")) or cold.rows.size != meta.get("cold_items"):
+        raise ModelFileError(f"{str(path)!r} holds {cold.vectors.shape} vectors, {_META_FILE} says "
+                             f"{meta.get('cold_items')} of dim {meta.get('dim')}; rebuild the index")
+    return cold
 
 
 # ====================================================================== helpers

@@ -54,6 +54,7 @@ class RetrievalHead:
 
     items: np.ndarray  # (n_items, D) float32
     dim: int  # D
+    knn: slice | None = None  # the content-neighbour columns (nonzero for cold items only)
 
 
 class Scorer:
@@ -171,12 +172,15 @@ class Scorer:
                 parts.append(net.cf_scale * out.cf)
             if self.has_prior:
                 parts.append(out.prior.unsqueeze(1))
+            at = sum(int(p.shape[1]) for p in parts)
+            cols = None
             if knn is not None:
                 parts.append(out.knn[:, knn])
+                cols = slice(at, at + int(knn.numel()))
             parts.append((out.bias + net.global_bias).unsqueeze(1))
             x = torch.cat(parts, 1).float().cpu().numpy()
         x = x if rows is None else x[rows]
-        return RetrievalHead(items=np.ascontiguousarray(x), dim=x.shape[1])
+        return RetrievalHead(items=np.ascontiguousarray(x), dim=x.shape[1], knn=cols)
 
     def queries(self, users: np.ndarray | None, history: sp.csr_matrix
                 ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) user biases

@@ -442,7 +442,8 @@ def test_save_load_round_trip_of_the_transform(kind, tmp_path):
     index = ItemIndex.from_vectors(x, kind, transform=True, num_threads=1)
     index.save(tmp_path / "ix")
     meta = json.loads((_saved(tmp_path / "ix") / "index.json").read_text())
-    assert meta["format_version"] == 2 and meta["dim"] == 16
+    assert meta["format_version"] == 3 and meta["dim"] == meta["faiss_dim"] == 16
+    assert meta["cold_items"] == 0
     assert meta["transform"]["max_norm2"] == pytest.approx(float((x.astype(np.float64) ** 2).sum(1).max()))
     loaded = ItemIndex.load(tmp_path / "ix", num_threads=1)
     assert loaded.transform and (loaded.kind, loaded.dim, len(loaded)) == (kind, 16, 2000)
@@ -467,8 +468,8 @@ def test_old_format_loads_as_inner_product_and_newer_formats_raise(models, tmp_p
     old = ItemIndex.load(tmp_path / "ix")
     assert not old.transform and old.params["ef_search"] == 64
     _assert_same(old.recommend(model, USERS, n=10), index.recommend(model, USERS, n=10), atol=0)
-    meta_path.write_text(json.dumps({**v1, "format_version": 3}))
-    with pytest.raises(ModelFileError, match="format 3.*upgrade"):
+    meta_path.write_text(json.dumps({**v1, "format_version": 4}))
+    with pytest.raises(ModelFileError, match="format 4.*upgrade"):
         ItemIndex.load(tmp_path / "ix")
     meta_path.write_text(json.dumps({**meta, "transform": {"kind": "mips-l2", "max_norm2": 1.0}}))
     with pytest.raises(ModelFileError, match="inconsistent transform"):
