@@ -100,9 +100,11 @@ def _head(model: Any, rows: np.ndarray | None = None) -> np.ndarray:  # (N, D) f
     return np.ascontiguousarray(model.scorer_.retrieval_head(rows).items, dtype=np.float32)
 
 
-def _head_knn_columns(model: Any) -> slice | None:
-    """Where the retrieval head's content-neighbour columns are (None: it has none)."""
-    return model.scorer_.retrieval_head(np.zeros(0, np.int64)).knn
+def _head_and_knn_columns(model: Any) -> tuple[np.ndarray, slice | None]:  # (N, D), columns
+    """Every item's retrieval-head vector, and where its content-neighbour columns are
+    (None: it has none)."""
+    head = model.scorer_.retrieval_head()
+    return np.ascontiguousarray(head.items, dtype=np.float32), head.knn
 
 
 def _catalogue_token(model: Any) -> Any:
@@ -306,8 +308,8 @@ class ItemIndex:
         beside it (`cold_items` in the repr).
         """
         _check_fitted(model)
-        x = item_vectors(model)
-        cold = ColdBlock.split(x, _head_knn_columns(model))
+        x, knn = _head_and_knn_columns(model)
+        cold = ColdBlock.split(x, knn)
         if kind in ("ivf", "hnsw") and kw.get("queries") is None and len(model.user_map_):
             users = np.random.default_rng(kw.get("seed", 0)).permutation(len(model.user_map_))
             raw = list(model.user_map_.ids(np.sort(users[:_N_CALIBRATE])))
