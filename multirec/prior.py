@@ -16,6 +16,13 @@ the prior would add; measured: a prior on them cost ml-100k warm NDCG 0.002–0.
 keeps a random 1, 3, 5, 10 or 20 of its training items as its whole history; the score is
 the mean over these groups of NDCG@k of their validation items (all training items masked).
 Each group's logits are computed once; the grid is evaluated on them in bounded memory.
+
+The same users' item-item (EASE) term is weighted by n_u / (n_u + κ_ii)
+(`TwoTowerNetwork.new_user_ii_halflife`, `TrainConfig.new_user_item_item_halflife`, 20 by
+default), a fixed default rather than a choice made here: these simulated users preferred
+the full weight, and with the damping on they chose no prior at all, both worse on held-out
+new users (ml-100k cold-user protocol). `multirec.fit` therefore tunes (w, κ) with the term
+at full weight and applies the damping after.
 """
 
 from __future__ import annotations
