@@ -45,9 +45,13 @@ top-k (Fagin's threshold bound); with "flat" it equals `model.recommend`.
 Models with content neighbours (`multirec.neighbours`) score cold items with R extra
 columns (the user's pooled content vector) that are 0 for warm items. When the cold items
 are few (at most `multirec.coldblock.COLD_EXACT_MAX` and half the catalogue), `build`
-indexes every item without those columns and scores the cold items exactly beside FAISS
-(`multirec.coldblock`), so each of the N stored vectors stays R floats narrower
-(`cold_items`, `faiss_index.d` < `dim`); the two result lists are merged per query.
+("ivf", "hnsw") indexes every item without those columns and scores the cold items exactly
+beside FAISS (`multirec.coldblock`), so each of the N stored vectors stays R floats
+narrower (`cold_items`, `faiss_index.d` < `dim`); the two result lists are merged per
+query. Measured (20k long-tail items, tags + text, 230 cold items with content): hnsw
+FAISS dim 97 instead of 417, 12.6 instead of 37.0 MB, build 31 vs 34 s, the same query
+time and calibrated recall. "flat" keeps one full-width index (filtering its scan costs
+FAISS its BLAS path: 2.3 vs 1.1 ms a user).
 
 FAISS is optional: `pip install "multirec[ann]"`.
 
@@ -302,14 +306,16 @@ class ItemIndex:
         Keyword arguments are those of `from_vectors` (nlist, nprobe, m, ef_construction,
         ef_search, transform, target_recall, num_threads, seed, show_progress); nprobe /
         ef_search are calibrated on up to 512 of the model's own users unless given.
-        When the model scores its cold items with content-neighbour columns that warm items
-        do not use, and the cold items are few (`multirec.coldblock.ColdBlock.split`), FAISS
-        indexes every item without those columns and the cold items are scored exactly
-        beside it (`cold_items` in the repr).
+        For "ivf" and "hnsw", when the model scores its cold items with content-neighbour
+        columns that warm items do not use and the cold items are few
+        (`multirec.coldblock.ColdBlock.split`), FAISS indexes every item without those
+        columns and the cold items are scored exactly beside it (`cold_items` in the repr).
         """
         _check_fitted(model)
         x, knn = _head_and_knn_columns(model)
-        cold = ColdBlock.split(x, knn)
+        # "flat" stays one full-width index: FAISS's filtered flat scan loses its BLAS path
+        # (measured at 20k items: 2.3 vs 1.1 ms a user in batches of 1,000)
+        cold = ColdBlock.split(x, knn) if kind != "flat" else None
         if kind in ("ivf", "hnsw") and kw.get("queries") is None and len(model.user_map_):
             users = np.random.default_rng(kw.get("seed", 0)).permutation(len(model.user_map_))
             raw = list(model.user_map_.ids(np.sort(users[:_N_CALIBRATE])))

@@ -101,7 +101,7 @@ def model() -> MultimodalRecommender:
     return _fitted_with_new_items()
 
 
-@pytest.mark.parametrize("kind, kw", [("flat", {}), ("hnsw", {"ef_search": 512}),
+@pytest.mark.parametrize("kind, kw", [("hnsw", {"ef_search": 512}),
                                       ("ivf", {"nlist": 4, "nprobe": 4})])
 def test_index_with_a_cold_block_returns_the_models_own_top_n(model, kind, kw):
     index = ItemIndex.build(model, kind=kind, show_progress=False, **kw)
@@ -117,6 +117,13 @@ def test_index_with_a_cold_block_returns_the_models_own_top_n(model, kind, kw):
     hits = np.isin(want_ids, list(model.item_map_.ids(cold)))
     assert 0 < hits.any(axis=1).sum() < 150  # new items in some lists, not all
     assert f"cold_items={cold.size}" in repr(index)
+
+
+def test_flat_index_stays_full_width_and_exact(model):
+    index = ItemIndex.build(model, kind="flat")
+    assert index.cold_items.size == 0 and index.faiss_index.d == index.dim
+    users = list(model.user_map_.ids(np.arange(150)))
+    _assert_same_top(*index.recommend(model, users, n=10), *model.recommend(users, n=10))
 
 
 def test_saved_cold_block_loads_and_a_corrupt_one_is_refused(model, tmp_path):
@@ -143,5 +150,6 @@ def test_fully_warm_model_keeps_one_index():
     m.network.set_content_weight("vec", 1.0)
     m.scorer_.invalidate()
     assert bool(m.network.warm_item.all())
-    index = ItemIndex.build(m, kind="flat")
+    index = ItemIndex.build(m, kind="hnsw", show_progress=False)
     assert index.cold_items.size == 0 and index.dim == m.scorer_.retrieval_head().dim
+    assert index.faiss_index.d == index.dim
