@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from .ranking import topk
 
-__all__ = ["ColdBlock", "COLD_EXACT_MAX", "merge_top"]
+__all__ = ["ColdBlock", "COLD_EXACT_MAX", "merge_top", "pad_results"]
 
 # at most this many cold items (and at most half the catalogue) are split off; each query
 # scores them all exactly (50,000 × 450 floats ≈ 10 ms on one core)
@@ -74,7 +74,7 @@ class ColdBlock:
         sub = None if exclude is None else sp.csr_matrix(exclude)[:, self.rows]
         pos, val = topk(scores, min(n, self.rows.size), exclude=sub)
         idx = np.where(pos >= 0, self.rows[np.maximum(pos, 0)], -1)
-        return _pad(idx, val, n)
+        return pad_results(idx, val, n)
 
     def selector(self, faiss: Any) -> Any:
         """A FAISS `IDSelector` of every item but these (it holds the inner selector it
@@ -93,10 +93,11 @@ def merge_top(idx_a: np.ndarray, val_a: np.ndarray, idx_b: np.ndarray, val_b: np
     val = np.where(idx >= 0, val, -np.inf)
     order = np.argsort(-val, axis=1, kind="stable")[:, :n]
     top_idx, top_val = np.take_along_axis(idx, order, 1), np.take_along_axis(val, order, 1)
-    return _pad(np.where(np.isfinite(top_val), top_idx, -1), top_val, n)
+    return pad_results(np.where(np.isfinite(top_val), top_idx, -1), top_val, n)
 
 
-def _pad(idx: np.ndarray, val: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_results(idx: np.ndarray, val: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad (B, w) results to (B, n) with -1 / -inf."""
     extra = n - idx.shape[1]
     if extra <= 0:
         return idx, val

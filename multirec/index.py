@@ -87,7 +87,7 @@ _MARKER = "multirec.ItemIndex"  # the kind of save named in the pointer file
 # term, calibration) and the catalogue helpers; none of it knows the tower layout.
 from ._files import atomic_directory, current_version, sha256_file  # noqa: E402
 from .catalogue import history_matrix, ids_with_pad  # noqa: E402
-from .coldblock import ColdBlock, merge_top  # noqa: E402
+from .coldblock import ColdBlock, merge_top, pad_results  # noqa: E402
 from .ranking import topk  # noqa: E402
 from .scoring import binary  # noqa: E402
 
@@ -567,7 +567,7 @@ class ItemIndex:
             ef = k if self._kind == "hnsw" and k > self._params["ef_search"] else None
             dist, found = self._raw_search(q, k, ef)
             val = dist.astype(np.float64)
-            idx, val = _pad(np.where(np.isfinite(val), found, -1), val, n)
+            idx, val = pad_results(np.where(np.isfinite(val), found, -1), val, n)
         else:
             idx, val = self._search_excluding(q, n, exclude)
         if self._cold is not None:  # + the cold items, scored exactly
@@ -753,7 +753,7 @@ class ItemIndex:
         sub = None if exclude is None else sp.csr_matrix(exclude)[:, cand]
         pos, val = topk(logits, n, exclude=sub)
         idx = np.where(pos >= 0, cand[np.maximum(pos, 0)], -1)
-        return _pad(idx, val, n)
+        return pad_results(idx, val, n)
 
     def _rank_with_item_item(self, x_all: np.ndarray, q: np.ndarray, bu: np.ndarray, ii: np.ndarray,
                              exclude: sp.csr_matrix | None, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -789,7 +789,7 @@ class ItemIndex:
             total[(pool < 0) | dup] = -np.inf
             top_pos, top_val = topk(total, n, masked=True)
             top_idx = np.where(top_pos >= 0, np.take_along_axis(pool, np.maximum(top_pos, 0), 1), -1)
-            top_idx, top_val = _pad(top_idx, top_val, n)
+            top_idx, top_val = pad_results(top_idx, top_val, n)
             # bound on any item outside both pools (-inf where a pool holds every eligible item)
             f_k = np.where(f_idx[:, -1] >= 0, f_val[:, -1], -np.inf)
             g_k = np.where(np.isfinite(g_val[:, -1]), g_val[:, -1], -np.inf)
@@ -938,10 +938,3 @@ def _is_scalar(user_ids: Any) -> bool:
     return np.ndim(user_ids) == 0 and not isinstance(user_ids, (list, tuple))
 
 
-def _pad(idx: np.ndarray, val: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad (B, w) results to (B, n) with -1 / -inf."""
-    extra = n - idx.shape[1]
-    if extra <= 0:
-        return idx, val
-    return (np.pad(idx, ((0, 0), (0, extra)), constant_values=-1),
-            np.pad(val, ((0, 0), (0, extra)), constant_values=-np.inf))
