@@ -133,8 +133,9 @@ class TrainConfig:
     cold_valid_items: float = 0.05  # share of warm items with content held out as new items
     popularity_prior: bool = True  # tune a popularity prior for short histories (multirec.prior)
     # users the model does not know (fold-in) get the item-item (EASE) term weighted by
-    # n / (n + this), n their history length: EASE's weights fit full histories, and from
-    # one to five interactions they ranked far below popularity (0 keeps the full weight)
+    # n / (n + this), n their history length, where the popularity prior is on (it takes
+    # over short histories): EASE's weights fit full histories, and from one to five
+    # interactions they ranked far below popularity on ml-100k (0 keeps the full weight)
     new_user_item_item_halflife: float = 20.0
     refit: bool = True  # once validation has chosen, retrain on all interactions (`multirec.fit`)
     # score cold items also by their content's similarity to the user's history (side

@@ -240,13 +240,13 @@ def carry_over(old: Any, new: Any, *, item_item_scale: float | None = None,
     """Give `new` (the same network retrained on all interactions) the post-hoc settings
     chosen on `old`: the item-item multiplier and the cold-item shift apply to `new`'s own
     learned weights; the cold LightFM weight, the content-neighbour weights, the popularity
-    prior's (w, κ) and the calibration are copied as they are."""
+    prior's (w, κ), new users' item-item damping and the calibration are copied as they are."""
     with torch.no_grad():
         if item_item_scale is not None:
             new.ii_scale.mul_(item_item_scale)
         new.cold_bias.add_(cold_shift)
         for name in ("cold_cf_scale", "content_weight", "prior_weight", "prior_halflife",
-                     "logit_scale", "logit_shift"):
+                     "new_user_ii_halflife", "logit_scale", "logit_shift"):
             getattr(new, name).copy_(getattr(old, name))
 
 

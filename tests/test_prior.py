@@ -164,21 +164,25 @@ def test_new_users_item_item_term_is_weighted_by_history_length():
                                net0.ii_scale.detach() * scores, rtol=1e-4, atol=1e-4)
 
 
-def test_new_user_item_item_halflife_is_checked_and_reaches_the_network():
+def test_new_user_item_item_halflife_is_checked_and_used_where_the_prior_is_on():
+    """The damping reaches the fitted network when validation turns the popularity prior
+    on (popularity-only data), and is 0 when the prior is off."""
     import pytest
 
     from multirec.config import TrainConfig
+    from multirec.data import InteractionData
     from multirec.errors import ConfigError
     from multirec.model import MultimodalRecommender
 
     for bad in (-1.0, float("nan"), "20", True):
         with pytest.raises(ConfigError, match="new_user_item_item_halflife"):
             TrainConfig(new_user_item_item_halflife=bad)
-    train, valid, _ = planted_problem(n_items=40)
-    from multirec.data import InteractionData
-
+    train, valid = _popular_problem()
     coo = (train + valid).tocoo()
     data = InteractionData.from_arrays(coo.row, coo.col)
-    model = MultimodalRecommender(epochs=2, dim=8, show_progress=False, seed=0,
-                                  new_user_item_item_halflife=7.5).fit(data)
-    assert float(model.network.new_user_ii_halflife) == 7.5
+    kw = dict(epochs=2, dim=8, show_progress=False, seed=0, new_user_item_item_halflife=7.5)
+    model = MultimodalRecommender(**kw).fit(data)
+    assert model.fit_config_["prior_weight"] > 0
+    assert float(model.network.new_user_ii_halflife) == 7.5 == model.fit_config_["new_user_ii_halflife"]
+    off = MultimodalRecommender(popularity_prior=False, **kw).fit(data)
+    assert float(off.network.new_user_ii_halflife) == 0.0
