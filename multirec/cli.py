@@ -355,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=_FORMATTER)
     demo.add_argument("--size", choices=["tiny", "small", "default"], default="default")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--threads", type=_positive, default=2)
+    demo.add_argument("--threads", type=_positive, default=1,
+                      help="CPU threads; 1 (default) is reproducible, more threads make LightFM's "
+                           "lock-free SGD (and so both models) vary from run to run")
     demo.set_defaults(func=_demo)
 
     fit = sub.add_parser("fit", help="train on a CSV/parquet of interactions (+ content table)",

@@ -53,7 +53,7 @@ def test_every_help_lists_defaults(command, capsys):
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
     assert "(default:" in out
-    default = {"demo": "default: 2", "fit": "default: 60", "recommend": "default: 10",
+    default = {"demo": "default: 1", "fit": "default: 60", "recommend": "default: 10",
                "encode": "default: 32", "serve": "default: 8000"}[command]
     assert default in out
 
