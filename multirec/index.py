@@ -116,18 +116,11 @@ def _catalogue_token(model: Any) -> Any:
     return model.scorer_.catalogue()[0]
 
 
-def _user_queries(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
-                  ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) float32
-    """Query side `[h_u, cf_u, 1]` and user biases; `users=None`: fold-in from `bag`."""
-    return model.scorer_.queries(users, bag)
-
-
-def _item_item_term(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
-                    ) -> np.ndarray | None:  # (B, n_items)
-    """`t·v_u·ii_ui·memory_i` of the raw logit (`users=None`: fold-in from `bag`), or None
-    for models without the item-item term."""
-    term = model.scorer_.item_item_term(users, bag)
-    return None if term is None else term.float().cpu().numpy()
+def _user_block(model: Any, users: np.ndarray | None, bag: sp.csr_matrix
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # (B, D), (B,), (B, n_items)
+    """Query side `[h_u, cf_u, 1]`, user biases and the item-item term `t·v_u·ii_ui·memory_i`
+    of the raw logit (None for models without it); `users=None`: fold-in from `bag`."""
+    return model.scorer_.query_block(users, bag)
 
 
 def _calibrate(model: Any, raw: np.ndarray) -> np.ndarray:
@@ -727,8 +720,7 @@ class ItemIndex:
         for pos, uidx, bag in groups:
             for s in range(0, len(pos), step):
                 rows, sub = pos[s:s + step], bag[s:s + step]
-                q[rows], bu[rows] = _user_queries(model, None if uidx is None else uidx[s:s + step], sub)
-                term = _item_item_term(model, None if uidx is None else uidx[s:s + step], sub)
+                q[rows], bu[rows], term = _user_block(model, None if uidx is None else uidx[s:s + step], sub)
                 if term is not None:
                     if ii is None:
                         ii = np.zeros((b, n_items), np.float32)

@@ -63,6 +63,7 @@ class Scorer:
     def __init__(self, net: TwoTowerNetwork, item_item: Any = None) -> None:
         self.net, self.item_item = net, item_item
         self._cache: tuple[ItemOutput, torch.Tensor] | None = None
+        self._knn_cols: tuple[ItemOutput, torch.Tensor | None] | None = None  # per catalogue
 
     @property
     def device(self) -> torch.device:
@@ -75,7 +76,7 @@ class Scorer:
 
     def invalidate(self) -> None:
         """Forget the cached catalogue (after the network or the catalogue changed)."""
-        self._cache = None
+        self._cache = self._knn_cols = None
 
     def catalogue(self) -> tuple[ItemOutput, torch.Tensor]:  # item outputs, (n_items, d) context
         if self._cache is None:
@@ -110,10 +111,10 @@ class Scorer:
         """The item-item part of the raw logits, `t·v_u·ii_ui·memory_i`, for one block of
         users (`users=None`: unknown users); None for models without the term."""
         ii = self.item_item_scores(history)
-        if ii is None:
-            return None
+        return None if ii is None else self._weighted_item_item(self.users(users, history), ii)
+
+    def _weighted_item_item(self, user: UserOutput, ii: torch.Tensor) -> torch.Tensor:  # (B, n_items)
         out, _ = self.catalogue()
-        user = self.users(users, history)
         with torch.no_grad():
             return self.net.item_item_term(user, out, ii)
 
@@ -156,10 +157,12 @@ class Scorer:
         nonzero weight, and none when no catalogue item is cold (the term is 0 for warm
         items), so a warm catalogue's index is no wider than without the term."""
         out, _ = self.catalogue()
-        if out.knn is None or out.memory is None or bool((out.memory != 0).all()):
-            return None
-        cols = torch.nonzero(self.net.content_weight != 0).squeeze(1)
-        return cols if cols.numel() else None
+        if self._knn_cols is None or self._knn_cols[0] is not out:  # once per catalogue
+            cols = None
+            if out.knn is not None and out.memory is not None and not bool((out.memory != 0).all()):
+                cols = torch.nonzero(self.net.content_weight != 0).squeeze(1)
+            self._knn_cols = (out, cols if cols is not None and cols.numel() else None)
+        return self._knn_cols[1]
 
     def retrieval_head(self, rows: np.ndarray | None = None) -> RetrievalHead:
         """Item side of the retrieval head (all items or `rows`)."""
@@ -186,7 +189,20 @@ class Scorer:
                 ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) user biases
         """Query side of the retrieval head: `[h_u, cf_u, (w_u,) (p_u,) 1]` and `b_u` (`p_u`:
         the pooled content-neighbour vector, the columns of `knn_columns`)."""
+        return self._queries(self.users(users, history))
+
+    def query_block(self, users: np.ndarray | None, history: sp.csr_matrix
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """`queries` and the float32 (B, n_items) `item_item_term` (None without the term)
+        of one block of users, from one pass of the user tower."""
         user = self.users(users, history)
+        q, bu = self._queries(user)
+        ii = self.item_item_scores(history)
+        if ii is None:
+            return q, bu, None
+        return q, bu, self._weighted_item_item(user, ii).float().cpu().numpy()
+
+    def _queries(self, user: UserOutput) -> tuple[np.ndarray, np.ndarray]:
         knn = self.knn_columns()
         parts = [user.h]
         if self.net.use_user_cf:
