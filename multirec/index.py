@@ -511,9 +511,9 @@ class ItemIndex:
             kw["params"] = self._search_params(ef)
         elif ef is not None:  # HNSW finds at most efSearch items
             kw["params"] = _faiss().SearchParametersHNSW(efSearch=int(ef))
-        dist, found = self._index.search(self.faiss_queries(q), k, **kw)  # (B, k), best first
         if self._cold is not None:
-            q = self._cold.narrow(q)  # (B, D_f)
+            q = self._cold.narrow(q)  # (B, D_f): the columns FAISS holds
+        dist, found = self._index.search(self.faiss_queries(q), k, **kw)  # (B, k), best first
         if self._transform:  # exact inner products of the found items, re-sorted
             safe = np.maximum(found, 0)
             dist = np.matmul(self._vectors[safe], q[:, :, None])[..., 0]  # (B, k, D) @ (B, D, 1)
