@@ -922,6 +922,13 @@ def _read_cold(root: Path, meta: dict[str, Any]) -> ColdBlock:
     if cold.vectors.shape != (cold.rows.size, meta.get("dim")) or cold.rows.size != meta.get("cold_items"):
         raise ModelFileError(f"{str(path)!r} holds {cold.vectors.shape} vectors, {_META_FILE} says "
                              f"{meta.get('cold_items')} of dim {meta.get('dim')}; rebuild the index")
+    n_items, dim = meta.get("n_items"), meta.get("dim")
+    for name, ids, bound in (("rows", cold.rows, n_items), ("base", cold.base, dim)):
+        if ids.ndim != 1 or (ids.size and (ids[0] < 0 or ids[-1] >= bound or np.any(np.diff(ids) <= 0))):
+            raise ModelFileError(f"{str(path)!r}: {name} must be sorted distinct indices in "
+                                 f"[0, {bound}); rebuild the index")
+    if not np.isfinite(cold.vectors).all():
+        raise ModelFileError(f"{str(path)!r} holds NaN or inf vectors; rebuild the index")
     return cold
 
 

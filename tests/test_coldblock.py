@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -134,8 +137,21 @@ def test_saved_cold_block_loads_and_a_corrupt_one_is_refused(model, tmp_path):
     _assert_same_top(*loaded.recommend(model, users, n=10), *index.recommend(model, users, n=10))
     np.testing.assert_array_equal(loaded.cold_items, index.cold_items)
     cold = next((tmp_path / "ix").rglob("cold.npz"))
-    cold.write_bytes(cold.read_bytes()[:-8] + b"\0" * 8)
+    good = cold.read_bytes()
+    cold.write_bytes(good[:-8] + b"\0" * 8)
     with pytest.raises(ModelFileError, match="cold.npz"):
+        ItemIndex.load(tmp_path / "ix")
+    # a block whose checksum was updated to match, with item rows past the catalogue
+    cold.write_bytes(good)
+    with np.load(cold, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["rows"] = arrays["rows"] + 10_000  # past the 243 items
+    np.savez(cold, **arrays)
+    meta_path = cold.with_name("index.json")
+    meta = json.loads(meta_path.read_text())
+    meta["files"]["cold.npz"] = hashlib.sha256(cold.read_bytes()).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="rows must be sorted distinct indices"):
         ItemIndex.load(tmp_path / "ix")
 
 
