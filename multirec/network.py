@@ -121,7 +121,8 @@ class TwoTowerNetwork(nn.Module):
         self.register_buffer("prior_weight", torch.zeros(1))
         self.register_buffer("prior_halflife", torch.ones(1))
         # κ of the item-item term's weight n / (n + κ) for those users (0: full weight), set
-        # from `TrainConfig.new_user_item_item_halflife` by `multirec.fit`
+        # after training from `TrainConfig.new_user_item_item_halflife` where the prior is on
+        # (`multirec.fit.posthoc`)
         self.register_buffer("new_user_ii_halflife", torch.zeros(1))
         # content neighbours for cold items (`multirec.neighbours`): per-source item vectors
         # side by side, and one weight per column (the source's weight, chosen on the
