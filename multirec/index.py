@@ -21,7 +21,12 @@ rescaled to norm M (its k-means cells then follow directions, not the few larges
 long-tailed norms, 20k items, recall@10 0.98 probing 108 cells vs 0.97 probing 243 for
 inner-product cells, 0.08 vs 0.14 ms a query) and hurts HNSW (efSearch 616 instead of 36
 for the same recall there, 20x slower queries; alike on a fitted model's vectors), so the
-defaults are `ivf` with and `hnsw` without it. Every kind returns the exact inner products of
+defaults are `ivf` with and `hnsw` without it, unless calibration finds the default cannot
+reach the target recall, or only by searching everything, and the other space can with less
+(then that one is built; `params["transform_chosen"]` says why). Measured: a fitted 20k-item
+long-tail model whose cold items sit below every warm item (bias ≈ -120): hnsw under inner
+product reached recall@10 0.48 at efSearch = every item; transformed, 0.989 at efSearch 616
+(1,000 users: 0.50 s instead of 16.9 s). Every kind returns the exact inner products of
 the items it finds (rescored from the stored vectors when transformed).
 
 Defaults (`from_vectors`): nlist = 4√N for N ≤ 250k, 2√N above (fewer cells keep the k-means
@@ -36,11 +41,12 @@ answers in 0.2–1.7 ms at recall@10 ≥ 0.975; "ivf" builds in under a minute a
 model's vectors at 0.7 ms, but long-tailed norms defeat its cells at that size (calibration
 then probes every cell: exact, 13 ms). Prefer "hnsw" unless the build time matters most.
 
-Models with the full-rank item-item term (`item_item`, EASE weights; only practical for
-catalogues that fit n_items² floats) add `t·s_u[i]` to the logit, which is no inner product
-of fixed vectors. `recommend` then merges the index's candidates with the best item-item
-candidates, rescores the union exactly and widens the pools until the result is provably the
-top-k (Fagin's threshold bound); with "flat" it equals `model.recommend`.
+Models with the item-item term (`item_item`, EASE weights) add `t·s_u[i]` to the logit,
+which is no inner product of fixed vectors. It is nonzero only near a user's history (every
+item with dense EASE, at most history × neighbours items with sparse EASE, above
+`itemitem.DENSE_MAX_ITEMS`): `recommend` scores those items exactly and takes the rest from
+the index, fetching more until no item it left out can reach the top-k (so with "flat" it
+equals `model.recommend`); a user whose support is most of the catalogue is scored exactly.
 
 Models with content neighbours (`multirec.neighbours`) score cold items with R extra
 columns (the user's pooled content vector) that are 0 for warm items. When the cold items
@@ -139,6 +145,10 @@ _DEFAULT_TRANSFORM = {"flat": False, "ivf": True, "hnsw": False}  # measured, se
 _N_CALIBRATE = 512  # sample queries for choosing nprobe / ef_search
 _MARGIN = 0.015  # calibrated recall must reach target + margin (sampling noise)
 _ADD_CHUNK = 65536  # HNSW items added per step (progress bar)
+# Item-item rows whose support (nonzero term) is over this share of the catalogue are scored
+# in full: one BLAS product beats gathering that many item vectors. Measured (20k long-tail
+# items, sparse EASE, supports ~12% of the catalogue, 300 users): gathering 2.7 s, full 0.1 s.
+_SUPPORT_FULL = 1 / 16
 
 
 def _faiss() -> Any:
@@ -167,7 +177,9 @@ def item_vectors(model: Any, rows: np.ndarray | None = None) -> np.ndarray:  # (
     `⟨[h_u, cf_u, 1], x_i⟩ + b_u` is the model's logit (without the item-item term).
     """
     _check_fitted(model)
-    return _head(model, None if rows is None else np.asarray(rows, np.int64))
+    if rows is None:
+        return _head(model).copy()  # the model's cached array is read-only
+    return _head(model, np.asarray(rows, np.int64))
 
 
 def mips_transform(vectors: np.ndarray) -> tuple[np.ndarray, float]:  # (N, D + 1), M²
@@ -350,7 +362,10 @@ class ItemIndex:
             m: HNSW links per node. ef_construction: HNSW build beam (40).
             ef_search: HNSW search beam; None: calibrated for `target_recall`.
             transform: index `[x, √(M² − ‖x‖²)]` under L2 (see module docstring); None: the
-                measured better choice (ivf: True, hnsw: False); "flat" is always exact IP.
+                measured better choice (ivf: True, hnsw: False), and the other one when
+                calibration finds the first cannot reach `target_recall` on these vectors,
+                or only by searching every cell / item, while the other does with less
+                (`params["transform_chosen"]` then says so); "flat" is always exact IP.
             target_recall: recall@10 vs exact that the calibrated nprobe / ef_search reach on
                 the calibration queries.
             queries: calibration queries (Q, D); None: 512 Gaussian queries with the items'
@@ -368,6 +383,7 @@ class ItemIndex:
         if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) \
                 or not 0.0 < target_recall <= 1.0:
             raise ConfigError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
+        auto = transform is None and kind != "flat"
         if transform is None:
             transform = _DEFAULT_TRANSFORM[kind]
         if kind == "flat" and transform:
@@ -392,6 +408,25 @@ class ItemIndex:
             out._params["ef_search"] = int(ef_search) if ef_search is not None else None
         if kind != "flat" and (nprobe is None if kind == "ivf" else ef_search is None):
             out._calibrate(x, queries, float(target_recall), seed)
+            knob, top = ("nprobe", out._params["nlist"]) if kind == "ivf" else ("ef_search", max(16, n))
+            goal = min(1.0, target_recall + _MARGIN)
+            if auto and (out._params["estimated_recall"] < goal or out._params[knob] >= top):
+                # the default space misses the target on these vectors, or reaches it only by
+                # searching everything: try the other one, keep the cheaper that reaches it
+                other = cls.from_vectors(
+                    x, kind, nlist=nlist, m=m, ef_construction=ef_construction,
+                    transform=not transform, target_recall=target_recall, queries=queries,
+                    seed=seed, show_progress=show_progress)
+                mine, theirs = out._params, other._params
+                better = (theirs["estimated_recall"] > mine["estimated_recall"]
+                          if mine["estimated_recall"] < goal and theirs["estimated_recall"] < goal
+                          else theirs["estimated_recall"] >= goal and (
+                              mine["estimated_recall"] < goal or theirs[knob] < mine[knob]))
+                if better:
+                    theirs["transform_chosen"] = (
+                        f"transform={not transform}: the default reached recall@10 "
+                        f"{mine['estimated_recall']} at {knob}={mine[knob]} of {top}")
+                    return other
         out._apply_params()
         return out
 
@@ -749,45 +784,38 @@ class ItemIndex:
 
     def _rank_with_item_item(self, x_all: np.ndarray, q: np.ndarray, bu: np.ndarray, ii: np.ndarray,
                              exclude: sp.csr_matrix | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-`n` of `⟨q, x⟩ + b_u + ii` (`x_all`: the indexed vectors, (N, D)).
+        """Top-`n` of `⟨q, x⟩ + b_u + ii` (`x_all`: every item's head vector, (N, D)).
 
-        The union of the index's best `K` by `⟨q, x⟩` and the best `K` by `ii` is rescored
-        exactly; `K` doubles for the rows where an item outside both pools could still win
-        (its score is at most the sum of the two K-th best scores: Fagin's threshold).
+        The item-item term is nonzero only on a user's support `S_u` (the items near their
+        history: every item with dense EASE, at most history × neighbours with sparse EASE),
+        and `S_u` is scored exactly. Elsewhere the score is `⟨q, x⟩ + b_u`, which the index
+        ranks: its best `K` outside the exclusions, less those in `S_u`, join the exact ones.
+        An item it did not return scores at most its `K`-th value, so rows whose `n`-th best
+        falls below that bound search again with `K` doubled. Rows whose support is over
+        `_SUPPORT_FULL` of the catalogue (dense EASE; sparse EASE on small catalogues) are
+        scored exactly in full, without the index.
         """
-        b, n_items = q.shape[0], len(self)
-        g = ii.astype(np.float64)
+        n_items = len(self)
+        g = np.array(ii, np.float32)  # (B, N), a copy
+        support = g != 0
         if exclude is not None and exclude.nnz:
             r, c = sp.csr_matrix(exclude).nonzero()
             g[r, c] = -np.inf
-        idx = np.full((b, n), -1, np.int64)
-        val = np.full((b, n), -np.inf)
-        todo = np.arange(b)
+            support[r, c] = False
+        full = support.sum(1) > n_items * _SUPPORT_FULL  # (B,): cheaper to score every item
+        exact = _score_support(x_all, q, bu, g, support, full)
+        s_idx, s_val = pad_results(*topk(exact, n, masked=True), n)  # (B, n): of the exact ones
+        idx, val = s_idx.copy(), s_val.copy()
+        todo = np.flatnonzero(~full)
         k = min(n_items, max(2 * n, 16))
         while todo.size:
             sub_ex = None if exclude is None else sp.csr_matrix(exclude)[todo]
-            f_idx, f_val = self.search(q[todo], k, sub_ex)  # (r, k) by ⟨q, x⟩
-            g_idx, g_val = topk(g[todo], k, masked=True)  # (r, k) by the item-item score
-            pool = np.concatenate([f_idx, g_idx], axis=1)  # (r, 2k), -1 = none
-            pool = np.sort(pool, axis=1)
-            dup = np.zeros_like(pool, dtype=bool)
-            dup[:, 1:] = pool[:, 1:] == pool[:, :-1]
-            safe = np.maximum(pool, 0)
-            total = np.take_along_axis(g[todo], safe, 1) + bu[todo, None]  # (r, 2k)
-            xq = q[todo].astype(np.float64)
-            step = max(1, _DENSE_BUDGET // (pool.shape[1] * x_all.shape[1]))
-            for s in range(0, len(todo), step):  # + ⟨q, x⟩ in blocks of bounded memory
-                total[s:s + step] += np.einsum("rd,rkd->rk", xq[s:s + step], x_all[safe[s:s + step]])
-            total[(pool < 0) | dup] = -np.inf
-            top_pos, top_val = topk(total, n, masked=True)
-            top_idx = np.where(top_pos >= 0, np.take_along_axis(pool, np.maximum(top_pos, 0), 1), -1)
-            top_idx, top_val = pad_results(top_idx, top_val, n)
-            # bound on any item outside both pools (-inf where a pool holds every eligible item)
-            f_k = np.where(f_idx[:, -1] >= 0, f_val[:, -1], -np.inf)
-            g_k = np.where(np.isfinite(g_val[:, -1]), g_val[:, -1], -np.inf)
-            bound = np.where(np.isinf(f_k) | np.isinf(g_k), -np.inf, f_k + bu[todo] + g_k)
+            f_idx, f_val = self.search(q[todo], k, sub_ex, bias=bu[todo])  # (r, k) by ⟨q, x⟩
+            in_s = np.take_along_axis(support[todo], np.maximum(f_idx, 0), 1) & (f_idx >= 0)
+            top_idx, top_val = merge_top(np.where(in_s, -1, f_idx), f_val, s_idx[todo], s_val[todo], n)
+            bound = np.where(f_idx[:, -1] >= 0, f_val[:, -1], -np.inf)  # (r,) K-th found
             done = (top_val[:, -1] >= bound) | (k >= n_items)
-            idx[todo[done]], val[todo[done]] = top_idx[done], top_val[done]
+            idx[todo], val[todo] = top_idx, top_val
             todo = todo[~done]
             k = min(n_items, 2 * k)
         return idx, val
@@ -933,6 +961,22 @@ def _read_cold(root: Path, meta: dict[str, Any]) -> ColdBlock:
 
 
 # ====================================================================== helpers
+def _score_support(x_all: np.ndarray, q: np.ndarray, bu: np.ndarray, g: np.ndarray,
+                   support: np.ndarray, full: np.ndarray) -> np.ndarray:  # (B, N) float32
+    """`⟨q, x⟩ + b_u + g` on each row's `support` (on every item for the rows `full`),
+    -inf elsewhere; `g` is -inf at excluded items. float32, as the model's own logits."""
+    out = np.full(g.shape, -np.inf, np.float32)
+    rows = np.flatnonzero(full)
+    if rows.size:
+        out[rows] = q[rows] @ x_all.T + bu[rows, None] + g[rows]
+    pr, pc = np.nonzero(support & ~full[:, None])  # (P,) (row, item) pairs of the other rows
+    step = max(1, _DENSE_BUDGET // max(x_all.shape[1], 1))
+    for s in range(0, pr.size, step):  # gathered item vectors in blocks of bounded memory
+        r, c = pr[s:s + step], pc[s:s + step]
+        out[r, c] = np.einsum("pd,pd->p", q[r], x_all[c]) + bu[r] + g[r, c]
+    return out
+
+
 def _is_scalar(user_ids: Any) -> bool:
     return np.ndim(user_ids) == 0 and not isinstance(user_ids, (list, tuple))
 

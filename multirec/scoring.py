@@ -64,6 +64,7 @@ class Scorer:
         self.net, self.item_item = net, item_item
         self._cache: tuple[ItemOutput, torch.Tensor] | None = None
         self._knn_cols: tuple[ItemOutput, torch.Tensor | None] | None = None  # per catalogue
+        self._head: tuple[ItemOutput, RetrievalHead] | None = None  # per catalogue
 
     @property
     def device(self) -> torch.device:
@@ -76,7 +77,7 @@ class Scorer:
 
     def invalidate(self) -> None:
         """Forget the cached catalogue (after the network or the catalogue changed)."""
-        self._cache = self._knn_cols = None
+        self._cache = self._knn_cols = self._head = None
 
     def catalogue(self) -> tuple[ItemOutput, torch.Tensor]:  # item outputs, (n_items, d) context
         if self._cache is None:
@@ -165,8 +166,18 @@ class Scorer:
         return self._knn_cols[1]
 
     def retrieval_head(self, rows: np.ndarray | None = None) -> RetrievalHead:
-        """Item side of the retrieval head (all items or `rows`)."""
+        """Item side of the retrieval head (all items or `rows`). Built once per catalogue:
+        the full array is shared and read-only (`rows` gives a copy)."""
         out, _ = self.catalogue()
+        if self._head is None or self._head[0] is not out:
+            self._head = (out, self._build_head(out))
+        head = self._head[1]
+        if rows is None:
+            return head
+        x = head.items[rows]
+        return RetrievalHead(items=np.ascontiguousarray(x), dim=x.shape[1], knn=head.knn)
+
+    def _build_head(self, out: ItemOutput) -> RetrievalHead:
         net = self.net
         knn = self.knn_columns()
         with torch.no_grad():
@@ -181,9 +192,9 @@ class Scorer:
                 parts.append(out.knn[:, knn])
                 cols = slice(at, at + int(knn.numel()))
             parts.append((out.bias + net.global_bias).unsqueeze(1))
-            x = torch.cat(parts, 1).float().cpu().numpy()
-        x = x if rows is None else x[rows]
-        return RetrievalHead(items=np.ascontiguousarray(x), dim=x.shape[1], knn=cols)
+            x = np.ascontiguousarray(torch.cat(parts, 1).float().cpu().numpy())
+        x.setflags(write=False)
+        return RetrievalHead(items=x, dim=x.shape[1], knn=cols)
 
     def queries(self, users: np.ndarray | None, history: sp.csr_matrix
                 ) -> tuple[np.ndarray, np.ndarray]:  # (B, D) float32, (B,) user biases

@@ -300,20 +300,30 @@ def test_stale_index_after_add_items(models):
     assert "brand_new" in set(ids[0])
 
 
-def test_item_item_merge_is_exact_when_pools_must_widen(monkeypatch):
-    """Scores = ⟨q, x⟩ + b_u + ii with a dense ii: the merge widens until it is provably exact."""
+@pytest.mark.parametrize("support", ["dense", "random", "top"])
+def test_item_item_merge_is_exact(monkeypatch, support):
+    """Scores = ⟨q, x⟩ + b_u + ii, ii as strong as ⟨q, x⟩: on every item (dense rows are
+    scored in full), on random 2% of the items, or on each user's 150 best items by ⟨q, x⟩
+    but the 6th and negative there (the index's first candidates are nearly all in the
+    support, so its pool must widen, and items found twice must count once)."""
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(400, 5)).astype(np.float32)
+    x = rng.normal(size=(4000, 5)).astype(np.float32)
     q = rng.normal(size=(60, 5)).astype(np.float32)
     bu = rng.normal(size=60).astype(np.float32)
-    ii = (2.0 * rng.normal(size=(60, 400))).astype(np.float32)  # as strong as ⟨q, x⟩
-    ex = sp.random(60, 400, density=0.05, format="csr", random_state=3)
+    ii = (2.0 * rng.normal(size=(60, 4000))).astype(np.float32)
+    if support == "random":
+        ii[rng.random(ii.shape) > 0.02] = 0.0
+    elif support == "top":
+        best = np.delete(np.argsort(-(q @ x.T), axis=1)[:, :150], 5, axis=1)  # not the 6th
+        ii = np.zeros_like(ii)
+        np.put_along_axis(ii, best, -np.abs(rng.normal(size=best.shape)).astype(np.float32), 1)
+    ex = sp.random(60, 4000, density=0.01, format="csr", random_state=3)
     index = ItemIndex.from_vectors(x, "flat")
     fetched = []
     search = ItemIndex.search
     monkeypatch.setattr(ItemIndex, "search", lambda self, *a, **kw: fetched.append(a[1]) or search(
         self, *a, **kw))
-    for n, exclude in [(1, None), (10, ex), (400, ex)]:
+    for n, exclude in [(1, None), (10, ex), (4000, ex)]:
         idx, val = index._rank_with_item_item(x, q, bu, ii, exclude, n)
         full = q.astype(np.float64) @ x.T.astype(np.float64) + bu[:, None] + ii
         if exclude is not None:
@@ -322,8 +332,14 @@ def test_item_item_merge_is_exact_when_pools_must_widen(monkeypatch):
         want = np.take_along_axis(full, order, 1)
         np.testing.assert_allclose(val, want, atol=1e-4)
         ok = np.isfinite(want)
-        np.testing.assert_array_equal(np.where(ok, idx, -1), np.where(ok, order, -1))
-    assert len(set(fetched)) > 3  # pools of several sizes: the widening was exercised
+        np.testing.assert_array_equal(idx >= 0, ok)
+        got = np.take_along_axis(full, np.maximum(idx, 0), 1)  # the true scores of what came back
+        np.testing.assert_allclose(np.where(ok, got, 0), np.where(ok, want, 0), atol=1e-4)
+        assert all(len(set(r[r >= 0])) == int((r >= 0).sum()) for r in idx)  # each item once
+    if support == "dense":
+        assert not fetched  # every row's support is the catalogue: no index search
+    elif support == "top":
+        assert {20, 40} <= set(fetched)  # n=10: the pool of 20 widened
 
 
 def test_model_build_index_serves_recommend_until_the_catalogue_changes(models):
@@ -494,3 +510,31 @@ def test_retrieval_benchmark_runs_tiny(tmp_path):
     assert rows[0]["recall_at_10"] == 1.0 and all(r["recall_at_10"] >= 0.9 for r in rows)
     assert all(np.isfinite([r["build_s"], r["single_ms"], r["overhead_ms"], r["batch_ms"]]).all()
                for r in rows)
+
+
+def _outlier_bias_vectors(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items `[h_i, b_i]` where 3% have a bias of -120 (as cold items shifted below every warm
+    one), queries `[h_u, 1]`: under inner product those items are every item's nearest
+    neighbour, so an IP graph routes through nodes no query can want."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.normal(size=(3000, 8)), rng.normal(size=(3000, 1))], 1).astype(np.float32)
+    x[rng.random(3000) < 0.03, -1] = -120.0
+    q = np.concatenate([rng.normal(size=(300, 8)), np.ones((300, 1))], 1).astype(np.float32)
+    return x, q
+
+
+def test_hnsw_switches_space_when_inner_product_needs_every_item(tmp_path):
+    x, q = _outlier_bias_vectors(0)
+    forced = ItemIndex.from_vectors(x, "hnsw", transform=False, queries=q, show_progress=False)
+    assert forced.params["ef_search"] == len(x)  # IP reaches the target only exhaustively
+    index = ItemIndex.from_vectors(x, "hnsw", queries=q, show_progress=False)
+    assert index.transform and index.params["ef_search"] < 100
+    assert "ef_search=3000 of 3000" in index.params["transform_chosen"]
+    truth, _ = _exact_top(x, q, 10)
+    found, _ = index.search(q, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]) >= 0.95
+    index.save(tmp_path / "ix")
+    again = ItemIndex.load(tmp_path / "ix")
+    assert again.transform and again.params == index.params
+    plain = ItemIndex.from_vectors(_long_tailed(3000, 8, seed=1), "hnsw", show_progress=False)
+    assert not plain.transform and "transform_chosen" not in plain.params  # default kept
