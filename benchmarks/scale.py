@@ -19,7 +19,8 @@ its fit returned), with OMP/MKL/OpenBLAS threads and `torch.set_num_threads` all
 NDCG@10 on the test split (`evaluate`; at most --eval-users test users, a seeded sample
 above that), `recommend` latency for 1 user and for 1,000 users
 (median of repeats) exact and after `build_index("hnsw")` (multirec; LightFM: `score_users`
-+ top-10), and ratios vs the matching LightFM row. Data generation and the split are not
++ top-10), the hnsw top-10's overlap with the exact top-10 for those 1,000 users, and
+ratios vs the matching LightFM row. Data generation and the split are not
 in the fit seconds (they are in the peak RSS: the data lives in the process).
 
 A fit that runs past --max-minutes is killed and reported as "not finished within M min"
@@ -164,15 +165,20 @@ def _worker(method: str, n_items: int, threads: int, seed: int, partial: Path, r
         res["rec1_exact_ms"] = _median_ms(lambda: model.recommend(raw_one, n=10), repeats)
         res["rec1000_exact_ms"] = _median_ms(lambda: model.recommend(raw_batch, n=10),
                                              max(3, repeats // 20))
+        exact_ids = model.recommend(raw_batch, n=10)[0]
         t = time.perf_counter()
         index = model.build_index("hnsw")
         res["hnsw_build_seconds"] = time.perf_counter() - t
         recall = index.params.get("estimated_recall") if hasattr(index, "params") else None
         if isinstance(recall, (int, float)):
             res["hnsw_estimated_recall"] = float(recall)
+        res["hnsw_transform"] = bool(getattr(index, "transform", False))
         res["rec1_hnsw_ms"] = _median_ms(lambda: model.recommend(raw_one, n=10), repeats)
         res["rec1000_hnsw_ms"] = _median_ms(lambda: model.recommend(raw_batch, n=10),
                                             max(3, repeats // 20))
+        got = model.recommend(raw_batch, n=10)[0]  # vs exact recommend, seen items removed
+        res["hnsw_overlap_at_10"] = float(np.mean(
+            [len(set(a) & set(b)) / max(len(set(b) - {None}), 1) for a, b in zip(got, exact_ids)]))
     else:  # LightFM has no recommend: score every item, take the top 10 (seen items not removed)
         def top(users: np.ndarray) -> np.ndarray:
             s = model.score_users(users)  # (B, n_items)
@@ -296,7 +302,7 @@ def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | Non
 _HEAD = ("| n_items | users | train nnz | method | status | fit s | s/epoch | epochs "
          "| peak RSS MB (at fit end) | item-item | NDCG@10 | fit × LightFM | NDCG × LightFM "
          "| recommend 1 user ms (exact / hnsw) "
-         "| 1,000 users ms (exact / hnsw) | hnsw build s |")
+         "| 1,000 users ms (exact / hnsw) | hnsw build s | hnsw top-10 overlap with exact |")
 
 
 def _f(r: dict[str, Any], key: str, fmt: str = "{:.1f}") -> str:
@@ -317,7 +323,7 @@ def _line(r: dict[str, Any]) -> str:
             f"| {_f(r, 'ndcg_vs_lightfm', '{:.2f}')} "
             f"| {_f(r, 'rec1_exact_ms', '{:.2f}')} / {_f(r, 'rec1_hnsw_ms', '{:.2f}')} "
             f"| {_f(r, 'rec1000_exact_ms')} / {_f(r, 'rec1000_hnsw_ms')} "
-            f"| {_f(r, 'hnsw_build_seconds')} |")
+            f"| {_f(r, 'hnsw_build_seconds')} | {_f(r, 'hnsw_overlap_at_10', '{:.4f}')} |")
 
 
 def _retrieval_rows(path: Path) -> list[dict[str, Any]]:

@@ -274,16 +274,17 @@ def posthoc(run: FitRun) -> None:
     if run.valid_x is None or run.history.interrupted:
         return
     cfg = run.params.train
+    ii = None if run.item_item is None else itemitem.CachedScores(run.item_item)  # W is frozen
     if run.item_item is not None:
         run.history.item_item_scale = tune_item_item_scale(
-            run.net, run.train_x, run.valid_x, run.item_item, k=cfg.k,
+            run.net, run.train_x, run.valid_x, ii, k=cfg.k,
             max_users=cfg.max_valid_users, seed=cfg.seed)
     if run.carve is not None:
         run.resolved.update(tune_cold_items(
-            run.net, run.train_x, run.valid_x, run.carve, run.item_item, k=cfg.k,
+            run.net, run.train_x, run.valid_x, run.carve, ii, k=cfg.k,
             max_users=cfg.max_valid_users, seed=cfg.seed))
     if cfg.popularity_prior:
-        run.resolved.update(tune_prior(run.net, run.train_x, run.valid_x, run.item_item, k=cfg.k,
+        run.resolved.update(tune_prior(run.net, run.train_x, run.valid_x, ii, k=cfg.k,
                                        max_users=cfg.max_valid_users, seed=cfg.seed))
         # New users' item-item term is weighted down by history length only where the prior
         # is on: the damping hands short histories over to it (where validation finds no
@@ -297,8 +298,7 @@ def posthoc(run: FitRun) -> None:
         with torch.no_grad():
             run.net.new_user_ii_halflife.fill_(float(kappa))
         run.resolved["new_user_ii_halflife"] = float(kappa)
-    calibrate(run.net, run.train_x, run.valid_x, run.item_item,
-              max_users=cfg.max_valid_users, seed=cfg.seed)
+    calibrate(run.net, run.train_x, run.valid_x, ii, max_users=cfg.max_valid_users, seed=cfg.seed)
 
 
 def retrain(run: FitRun) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,7 +29,7 @@ from . import ranking
 from .errors import ConfigError, DataError
 from .scoring import binary
 
-__all__ = ["ItemItemWeights", "fit_item_item", "default_l2", "l2_grid", "DENSE_MAX_ITEMS",
+__all__ = ["ItemItemWeights", "CachedScores", "fit_item_item", "default_l2", "l2_grid", "DENSE_MAX_ITEMS",
            "NEIGHBOURS", "L2_MULTIPLIERS", "ease_weights", "select_l2", "AUTO_MAX_ITEMS",
            "DEFAULT_L2_GRID", "ITEM_ITEM_SCALES"]
 
@@ -405,6 +405,48 @@ class ItemItemWeights:
         w = sp.csr_matrix((np.asarray(d["data"], np.float32), np.asarray(d["indices"]),
                            np.asarray(d["indptr"])), shape=shape)
         return cls(w, l2, "sparse", int(np.asarray(d["neighbours"])[0]), edge)
+
+
+class CachedScores:
+    """Frozen item-item weights whose `scores` / `scores_at` are remembered per history.
+
+    During `fit` the same rows are scored again and again with the same weights: the
+    validation users' training histories at every epoch and for every post-hoc setting
+    tried. Results are kept until `max_bytes` of them are held (later ones are computed
+    and not kept); callers must not write to the returned arrays. Every other attribute is
+    the wrapped `ItemItemWeights`'. Measured (20k long-tail items, sparse EASE): one
+    2,000-user validation pass spends 0.23 s in `scores`.
+    """
+
+    def __init__(self, weights: ItemItemWeights, max_bytes: int = 1 << 28) -> None:
+        self.weights, self.max_bytes = weights, int(max_bytes)
+        self._kept: dict[tuple[bytes, ...], np.ndarray] = {}
+        self._bytes = 0
+
+    def __getattr__(self, name: str) -> Any:  # only for names not set in __init__
+        if name.startswith("_") or name in ("weights", "max_bytes"):
+            raise AttributeError(name)  # (copies and pickles look these up before __init__)
+        return getattr(self.weights, name)
+
+    def scores(self, history: sp.spmatrix) -> np.ndarray:
+        """As `ItemItemWeights.scores` (B, n) float32."""
+        return self._remember(history, None)
+
+    def scores_at(self, history: sp.spmatrix, columns: np.ndarray) -> np.ndarray:
+        """As `ItemItemWeights.scores_at` (B, P) float32."""
+        return self._remember(history, np.asarray(columns))
+
+    def _remember(self, history: sp.spmatrix, columns: np.ndarray | None) -> np.ndarray:
+        h = sp.csr_matrix(history)
+        key = (np.asarray(h.shape, np.int64).tobytes(), h.indptr.tobytes(), h.indices.tobytes(),
+               h.data.tobytes(), b"" if columns is None else columns.astype(np.int64).tobytes())
+        got = self._kept.get(key)
+        if got is None:
+            got = (self.weights.scores(h) if columns is None
+                   else self.weights.scores_at(h, columns))
+            if self._bytes + got.nbytes <= self.max_bytes:
+                self._kept[key], self._bytes = got, self._bytes + got.nbytes
+        return got
 
 
 def _extend(grid: list[float], best: int, count: int) -> list[float]:

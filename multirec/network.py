@@ -403,13 +403,17 @@ class TwoTowerNetwork(nn.Module):
         `knn_ui`: content neighbours (`multirec.neighbours`), for cold items only, when the
         user output carries them (`users(..., basis=...)`).
         """
-        out = user.h @ item.h.T + user.bias.unsqueeze(1) + item.bias.unsqueeze(0) + self.global_bias
+        # one (B, C) array, added to in place: each further (B, C) temporary costs about as
+        # much as the product (measured, 2,000 users × 20k items with sparse EASE: validation
+        # logits 1.50 → 0.76 s, and 0.44 → 0.20 s without the item-item term)
+        out = torch.addmm(item.bias.unsqueeze(0) + self.global_bias, user.h, item.h.T)
+        out.add_(user.bias.unsqueeze(1))
         if user.prior is not None and item.prior is not None:
-            out = out + user.prior.unsqueeze(1) * item.prior.unsqueeze(0)
+            out.addr_(user.prior, item.prior)
         if user.cf.shape[1] and self.use_user_cf:
-            out = out + self.cf_scale * (user.cf @ item.cf.T)
+            out.addmm_(self.cf_scale * user.cf, item.cf.T)  # the (B, k) side scaled, not (B, C)
         if ii is not None and self.use_item_item:
-            out = out + self.item_item_term(user, item, ii)
+            out.add_(self.item_item_term(user, item, ii))
         if user.knn is not None and item.knn is not None:
             cold = torch.nonzero(item.memory == 0).squeeze(1)  # (C_cold,) only they have it
             if cold.numel():
@@ -419,8 +423,8 @@ class TwoTowerNetwork(nn.Module):
     def item_item_term(self, user: UserOutput, item: ItemOutput,
                        ii: torch.Tensor) -> torch.Tensor:  # (B, C)
         """`t·ii_ui·memory_i·v_u`: the weighted item-item scores (`v_u`: `UserOutput.ii_weight`)."""
-        term = self.ii_scale * ii * item.memory
-        return term if user.ii_weight is None else term * user.ii_weight.unsqueeze(1)
+        term = ii * (self.ii_scale * item.memory)  # (B, C): one temporary, scaled in place
+        return term if user.ii_weight is None else term.mul_(user.ii_weight.unsqueeze(1))
 
     def logits(self, user: UserOutput, item: ItemOutput,
                ii: torch.Tensor | None = None) -> torch.Tensor:  # (B, C)

@@ -46,6 +46,7 @@ from .checkpoint import Checkpoint, check_fingerprint, fingerprint, load_checkpo
 from .config import TrainConfig, resolve_negatives
 from .errors import ConfigError, TrainingDivergedError
 from .history import History
+from .itemitem import CachedScores
 from .network import sparse_bag
 from .ranking import ndcg_at_k, sample_target_rows
 from .scoring import iter_logits
@@ -105,6 +106,7 @@ class _Run:
     gen: torch.Generator  # this rank's stream: input and user-CF dropout, BPR negatives
     negatives: int | str = "all"  # resolved: "all" or K sampled items per step
     item_item: Any = None  # frozen item-item weights (`multirec.itemitem`) or None
+    valid_item_item: Any = None  # the same, remembering the validation rows' scores
     carve: Any = None  # `multirec.coldvalid.ColdCarve`: items held out as new ones, or None
     warm: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (n_items,) trained on
     rank: int = 0
@@ -220,6 +222,7 @@ def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig,
         drop_p=_drop_probs(net, cfg, device), rng=np.random.default_rng(cfg.seed),
         gen=torch.Generator().manual_seed(cfg.seed + rank),
         negatives=resolve_negatives(cfg.negatives, X.shape[1]), item_item=item_item, carve=carve,
+        valid_item_item=None if item_item is None else CachedScores(item_item),
         rank=rank, world=world)
 
 
@@ -368,13 +371,13 @@ def _evaluate(run: _Run, valid: sp.csr_matrix | None, state: _State, epoch: int,
         return
     if run.net.finetuned:  # score with the encoders' current weights
         run.net.refresh_content()
-    score = validation_ndcg(run.net, run.X, valid, cfg.k, run.device, item_item=run.item_item,
+    score = validation_ndcg(run.net, run.X, valid, cfg.k, run.device, item_item=run.valid_item_item,
                             max_users=cfg.max_valid_users, seed=cfg.seed,
                             shard=(run.rank, run.world))
     logs[f"val_ndcg@{cfg.k}"] = score
     if run.carve is not None:
         cold = validation_ndcg(run.net, run.X, run.carve.target, cfg.k, run.device,
-                               item_item=run.item_item, max_users=cfg.max_valid_users,
+                               item_item=run.valid_item_item, max_users=cfg.max_valid_users,
                                seed=cfg.seed, shard=(run.rank, run.world),
                                columns=run.carve.items)
         logs[f"val_cold_ndcg@{cfg.k}"] = cold

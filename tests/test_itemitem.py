@@ -13,6 +13,7 @@ from multirec.data import InteractionData
 from multirec.errors import ConfigError, DataError
 from multirec.itemitem import (
     DEFAULT_L2_GRID,
+    CachedScores,
     ItemItemWeights,
     _EigenPath,
     default_l2,
@@ -357,3 +358,24 @@ def test_ease_baseline_beats_popularity_and_folds_in_history():
     assert EASERecommender(seed=0, dense_max_items=10).fit(split.train).item_item_.kind == "sparse"
     with pytest.raises(DataError, match="l2"):
         EASERecommender(l2=0)
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_cached_scores_equal_the_weights_and_are_kept_up_to_the_budget(kind):
+    import copy
+
+    train, valid = _planted(seed=2)
+    w = fit_item_item(train, valid, dense_max_items=10_000 if kind == "dense" else 10)
+    assert w.kind == kind
+    rows, cols = train[:40], np.array([3, 7, 100, 239])
+    cached = CachedScores(w)
+    assert cached.kind == kind and cached.l2 == w.l2  # the weights' attributes show through
+    first = cached.scores(rows)
+    np.testing.assert_array_equal(first, w.scores(rows))
+    np.testing.assert_array_equal(cached.scores_at(rows, cols), w.scores_at(rows, cols))
+    assert cached.scores(train[:40]) is first  # the same rows again: remembered
+    assert cached.scores(train[1:41]) is not first  # other rows: computed
+    np.testing.assert_array_equal(cached.scores(train[1:41]), w.scores(train[1:41]))
+    small = CachedScores(w, max_bytes=first.nbytes - 1)  # no room: computed every time
+    assert small.scores(rows) is not small.scores(rows)
+    np.testing.assert_array_equal(copy.deepcopy(cached).scores(rows), first)
