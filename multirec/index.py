@@ -408,7 +408,7 @@ class ItemIndex:
             out._params["ef_search"] = int(ef_search) if ef_search is not None else None
         if kind != "flat" and (nprobe is None if kind == "ivf" else ef_search is None):
             out._calibrate(x, queries, float(target_recall), seed)
-            knob, top = ("nprobe", out._params["nlist"]) if kind == "ivf" else ("ef_search", max(16, n))
+            knob, top = out._knob(n)
             goal = min(1.0, target_recall + _MARGIN)
             if auto and (out._params["estimated_recall"] < goal or out._params[knob] >= top):
                 # the default space misses the target on these vectors, or reaches it only by
@@ -417,13 +417,14 @@ class ItemIndex:
                     x, kind, nlist=nlist, m=m, ef_construction=ef_construction,
                     transform=not transform, target_recall=target_recall, queries=queries,
                     seed=seed, show_progress=show_progress)
-                mine, theirs = out._params, other._params
-                better = (theirs["estimated_recall"] > mine["estimated_recall"]
-                          if mine["estimated_recall"] < goal and theirs["estimated_recall"] < goal
-                          else theirs["estimated_recall"] >= goal and (
-                              mine["estimated_recall"] < goal or theirs[knob] < mine[knob]))
-                if better:
-                    theirs["transform_chosen"] = (
+
+                def rank(p: dict[str, Any]) -> tuple[bool, float]:  # higher is better
+                    reached = p["estimated_recall"] >= goal
+                    return reached, (-p[knob] if reached else p["estimated_recall"])
+
+                mine = out._params
+                if rank(other._params) > rank(mine):
+                    other._params["transform_chosen"] = (
                         f"transform={not transform}: the default reached recall@10 "
                         f"{mine['estimated_recall']} at {knob}={mine[knob]} of {top}")
                     return other
@@ -434,7 +435,7 @@ class ItemIndex:
         """Smallest nprobe / ef_search whose recall@10 vs exact reaches `target` on sample queries."""
         faiss = _faiss()
         n, d = x.shape
-        knob, high = ("nprobe", self._params["nlist"]) if self._kind == "ivf" else ("ef_search", max(16, n))
+        knob, high = self._knob(n)
         if n == 0:
             self._params[knob] = 1 if knob == "nprobe" else 16
             return
@@ -458,6 +459,12 @@ class ItemIndex:
             if r >= min(1.0, target + _MARGIN):
                 break
         self._params[knob], self._params["estimated_recall"] = best[0], round(best[1], 4)
+
+    def _knob(self, n: int) -> tuple[str, int]:
+        """The calibrated setting's name and its largest value (every cell / every item)."""
+        if self._kind == "ivf":
+            return "nprobe", int(self._params["nlist"])
+        return "ef_search", max(16, n)
 
     def _apply_params(self) -> None:
         if self._kind == "ivf":
