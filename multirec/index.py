@@ -695,6 +695,23 @@ class ItemIndex:
         n = _check_n(n)
         scalar = _is_scalar(user_ids)
         raw = [user_ids] if scalar else list(user_ids)
+        # Users in blocks: with the item-item term each user costs a few dense (n_items,)
+        # rows, so a block holds at most ~_DENSE_BUDGET of them (e.g. 335 users at 100k items).
+        step = max(len(raw), 1) if not self._has_item_item(model) else _block_rows(len(self))
+        parts = [self._recommend_block(model, raw[s:s + step], n, filter_seen, items, history)
+                 for s in range(0, max(len(raw), 1), step)]  # an empty request: one empty block
+        ids, probs = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return (ids[0], probs[0]) if scalar else (ids, probs)
+
+    @staticmethod
+    def _has_item_item(model: Any) -> bool:
+        """Whether the model's logits have the item-item term (dense per-user rows)."""
+        return model.scorer_.has_item_item()
+
+    def _recommend_block(self, model: Any, raw: list[Any], n: int, filter_seen: bool,
+                         items: Sequence[Any] | None, history: Mapping[Any, Sequence[Any]] | None
+                         ) -> tuple[np.ndarray, np.ndarray]:  # (B, n) ids, (B, n) probabilities
+        """`recommend` for one block of users (raw IDs)."""
         q, bu, seen, ii = self._queries(model, raw, history, with_seen=filter_seen)
         exclude = seen if filter_seen else None
         n_items = len(self)
@@ -711,7 +728,7 @@ class ItemIndex:
         logits = _calibrate(model, logits)  # the model's probability calibration
         with np.errstate(over="ignore"):
             probs = np.where(np.isfinite(logits), 1.0 / (1.0 + np.exp(-logits)), np.nan)
-        return (ids[0], probs[0]) if scalar else (ids, probs)
+        return ids, probs
 
     def _check_model(self, model: Any) -> None:
         """The model is fitted and its item vectors are the ones indexed (compared once per
@@ -751,7 +768,7 @@ class ItemIndex:
         ii: np.ndarray | None = None
         bags: list[sp.csr_matrix] = []
         order = []
-        step = max(1, min(1024, _DENSE_BUDGET // max(n_items, 1)))
+        step = _block_rows(n_items)
         kn, new = np.flatnonzero(known), np.flatnonzero(~known)
         groups = []
         if kn.size:
@@ -982,6 +999,11 @@ def _score_support(x_all: np.ndarray, q: np.ndarray, bu: np.ndarray, g: np.ndarr
         r, c = pr[s:s + step], pc[s:s + step]
         out[r, c] = np.einsum("pd,pd->p", q[r], x_all[c]) + bu[r] + g[r, c]
     return out
+
+
+def _block_rows(n_items: int) -> int:
+    """Users per dense (users × n_items) block: at most 1,024, within `_DENSE_BUDGET`."""
+    return max(1, min(1024, _DENSE_BUDGET // max(n_items, 1)))
 
 
 def _is_scalar(user_ids: Any) -> bool:

@@ -99,9 +99,13 @@ class Scorer:
             basis = self.net.content_basis if self.net.uses_content_neighbours else None
             return self.net.users(u, sparse_bag(history, self.device), ctx, basis=basis)
 
+    def has_item_item(self) -> bool:
+        """Whether the logits have the item-item term (dense (B, n_items) rows per block)."""
+        return self.item_item is not None and bool(self.net.use_item_item)
+
     def item_item_scores(self, history: sp.csr_matrix, columns: np.ndarray | None = None
                          ) -> torch.Tensor | None:  # (B, C) or None
-        if self.item_item is None or not self.net.use_item_item:
+        if not self.has_item_item():
             return None
         s = (self.item_item.scores(history) if columns is None
              else self.item_item.scores_at(history, columns))

@@ -135,6 +135,38 @@ def test_flat_index_equals_model_recommend(models, name):
                  model.recommend(["u0", "newbie", "u3"], n=8, history=hist))
 
 
+def test_item_item_recommend_serves_large_batches_in_bounded_blocks(models, monkeypatch):
+    """With the item-item term each user costs dense (n_items,) rows: a batch is served in
+    blocks within the dense budget, with the same results as one block."""
+    import multirec.index as index_module
+
+    model = models["item_item"]
+    index = ItemIndex.build(model, "flat")
+    users = [f"u{u}" for u in range(0, N_USERS, 3)] + ["newbie"]  # 41 users, one fold-in
+    hist = {"newbie": ["i1", "i5", "i9"]}
+    whole = index.recommend(model, users, n=7, history=hist)
+    sizes = []
+    block = ItemIndex._recommend_block
+
+    def spy(self, model, raw, *args):
+        sizes.append(len(raw))
+        return block(self, model, raw, *args)
+
+    monkeypatch.setattr(ItemIndex, "_recommend_block", spy)
+    monkeypatch.setattr(index_module, "_DENSE_BUDGET", 5 * N_ITEMS)  # 5 users per block
+    blocked = index.recommend(model, users, n=7, history=hist)
+    assert sizes == [5] * 8 + [1]
+    _assert_same(blocked, whole)
+    _assert_same(blocked, model.recommend(users, n=7, history=hist))
+    sizes.clear()
+    empty = index.recommend(model, [], n=3)
+    assert empty[0].shape == (0, 3) and sizes == [0]
+    sizes.clear()  # one inner product per user, no dense rows: one block
+    plain = models["plain"]
+    ItemIndex.build(plain, "flat").recommend(plain, users, n=7, history=hist)
+    assert sizes == [len(users)]
+
+
 # ---------------------------------------------------------------------- approximate kinds
 @pytest.mark.parametrize("kind,kw", [("hnsw", {"m": 16, "ef_search": 64}),
                                      ("ivf", {"nlist": 32, "nprobe": 8})])
