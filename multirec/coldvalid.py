@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
+from .optim import adam, weighted_bce_sum
 from .scoring import Scorer, logits_batch_size
 
 __all__ = ["ColdCarve", "carve_items", "fold_in_items", "MIN_CARVED_ITEMS",
@@ -165,10 +165,10 @@ def _fold_in_chunk(net: Any, scorer: Scorer, full: sp.csr_matrix, cols: np.ndarr
     weight = target + neg_weight * (1 - target) * torch.from_numpy(neg_scale).to(target).unsqueeze(1)
     emb = torch.zeros(len(items), net.dim, device=base_z.device, requires_grad=True)
     bias = torch.zeros(len(items), device=base_z.device, requires_grad=True)
-    opt = torch.optim.Adam([emb, bias], lr=lr)
+    opt = adam([emb, bias], lr)
     for _ in range(epochs):
         z = base_z + h_u @ emb.T + bias  # (U, C)
-        loss = F.binary_cross_entropy_with_logits(z, target, weight=weight, reduction="sum")
+        loss = weighted_bce_sum(z, target, weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

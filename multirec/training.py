@@ -48,6 +48,7 @@ from .errors import ConfigError, TrainingDivergedError
 from .history import History
 from .itemitem import CachedScores
 from .network import sparse_bag
+from .optim import adam, weighted_bce_sum
 from .ranking import ndcg_at_k, sample_target_rows
 from .scoring import iter_logits
 
@@ -212,11 +213,11 @@ def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig,
             net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True, **{no_sync: False})
     params = [p for p in net.parameters() if p.requires_grad]
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     X = interactions.tocsr().astype(np.float32)
     X.data[:] = 1.0
     return _Run(
-        net=net, model=model, opt=opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        net=net, model=model,
+        opt=adam(params, cfg.lr, cfg.weight_decay, decoupled=cfg.optimizer == "adamw"),
         X=X, users=np.flatnonzero(np.diff(X.indptr)), cfg=cfg, device=device,
         warm=np.diff(X.tocsc().indptr) > 0,
         drop_p=_drop_probs(net, cfg, device), rng=np.random.default_rng(cfg.seed),
@@ -344,7 +345,7 @@ def _batch_loss(run: _Run, u: np.ndarray) -> torch.Tensor:
         scale = run.X.shape[1] / run.negatives
         neg = neg * torch.from_numpy(sampled).to(device).to(neg.dtype) * scale
     weight = target + neg
-    return F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / len(u)
+    return weighted_bce_sum(logits, target, weight) / len(u)
 
 
 def _all_finite(run: _Run, loss: torch.Tensor) -> bool:
