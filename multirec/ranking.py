@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from .errors import DataError
 
@@ -92,9 +93,11 @@ def topk(scores: np.ndarray, k: int, *, exclude: sp.spmatrix | None = None,
     """Best `k` items per row, best first: `(indices, scores)`, -1 / -inf where nothing is left.
 
     `k` is capped at the number of items. `masked=True` says `scores` already went through
-    `masked_scores` (no copy, no checks). Cost: one argpartition per row; rows whose k-th
-    score is tied with items outside the top k (rare for real models, every row for a
-    constant scorer) are resolved exactly in the tie order.
+    `masked_scores` (no copy, no checks). Cost: one partial sort of the best k + 1 per row
+    (`torch.topk`: on one core half the time of `np.argpartition`); rows whose k-th score
+    ties with the (k + 1)-th (rare for real models, every row for a constant scorer) are
+    resolved exactly in the tie order, so which of the tied items `torch.topk` returned
+    never matters.
     """
     k = check_k(k)
     s = scores if masked else masked_scores(scores, exclude, candidates)
@@ -106,10 +109,10 @@ def topk(scores: np.ndarray, k: int, *, exclude: sp.spmatrix | None = None,
     if k == n:
         top = np.lexsort((np.broadcast_to(rank, s.shape), -s), axis=1)
     else:
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]  # (U, k) unordered
-        vals = np.take_along_axis(s, top, 1)
-        kth = vals.min(1, keepdims=True)  # (U, 1) k-th largest score
-        boundary = (s == kth).sum(1) > (vals == kth).sum(1)  # ties cut by the top k
+        best_v, best_i = torch.topk(torch.from_numpy(s), k + 1, dim=1)  # (U, k + 1), best first
+        top, best_v = best_i[:, :k].numpy(), best_v.numpy()  # top: (U, k)
+        kth = best_v[:, k - 1:k]  # (U, 1) k-th largest score
+        boundary = best_v[:, k] == best_v[:, k - 1]  # (U,) the k-th ties with an item left out
         for r in np.flatnonzero(boundary):
             row = s[r]
             above = np.flatnonzero(row > kth[r, 0])
