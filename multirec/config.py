@@ -133,10 +133,15 @@ class TrainConfig:
     cold_valid_items: float = 0.05  # share of warm items with content held out as new items
     popularity_prior: bool = True  # tune a popularity prior for short histories (multirec.prior)
     # users the model does not know (fold-in) get the item-item (EASE) term weighted by
-    # n / (n + this), n their history length, where the popularity prior is on (it takes
-    # over short histories): EASE's weights fit full histories, and from one to five
-    # interactions they ranked far below popularity on ml-100k (0 keeps the full weight)
-    new_user_item_item_halflife: float = 20.0
+    # n / (n + κ_ii), n their history length: EASE's weights fit full histories, and from
+    # one to five interactions they ranked far below popularity on ml-100k. "auto": κ_ii is
+    # chosen with the prior on the carved new users (below) when there are any, else 20
+    # where the popularity prior is on and 0 (full weight) where it is off; a number: that κ_ii
+    new_user_item_item_halflife: float | Literal["auto"] = "auto"
+    # share of the users (at most 200) held out of the validation model as simulated new
+    # users, served from their first interactions (by timestamp) to choose the prior and
+    # κ_ii (`multirec.uservalid`); only with `refit`, which trains on them afterwards
+    new_user_valid_users: float = 0.25
     refit: bool = True  # once validation has chosen, retrain on all interactions (`multirec.fit`)
     # score cold items also by their content's similarity to the user's history (side
     # features and frozen content vectors, `multirec.neighbours`), weights chosen on the carve
@@ -165,7 +170,7 @@ class TrainConfig:
             "neg_weight": (1e-12, np.inf, False), "input_dropout": (0.0, 1.0, False),
             "modality_dropout": (0.0, 1.0, False), "id_dropout": (0.0, 1.0, False),
             "user_cf_dropout": (0.0, 1.0, True), "valid_fraction": (0.0, 1.0, False),
-            "cold_valid_items": (0.0, 0.5, True)})
+            "cold_valid_items": (0.0, 0.5, True), "new_user_valid_users": (0.0, 0.5, True)})
         if self.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.loss not in ("bce", "bpr"):
@@ -179,9 +184,10 @@ class TrainConfig:
         if self.num_threads is not None and not (_is_int(self.num_threads) and self.num_threads >= 1):
             raise ConfigError(f"num_threads must be None or an integer >= 1, got {self.num_threads!r}")
         h = self.new_user_item_item_halflife
-        if isinstance(h, bool) or not isinstance(h, (int, float)) or not (math.isfinite(h) and h >= 0):
-            raise ConfigError(f"TrainConfig.new_user_item_item_halflife must be a number >= 0 "
-                              f"(0: no damping), got {h!r}")
+        if h != "auto" and (isinstance(h, (bool, str)) or not isinstance(h, (int, float))
+                            or not (math.isfinite(h) and h >= 0)):
+            raise ConfigError(f"TrainConfig.new_user_item_item_halflife must be 'auto' or a number "
+                              f">= 0 (0: no damping), got {h!r}")
         for name in ("show_progress", "resume", "popularity_prior", "refit", "content_neighbours"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r}; it must be True or False")

@@ -2,14 +2,17 @@
 
     holdout   split off validation interactions (early stopping, λ, post-hoc steps)
     encode    item content → frozen embedding tables (+ presence masks), through encoders
-    carve     with a cold path (content or item side features): a few warm items held out
-              as new ones, to select the epoch on cold-item validation too (`coldvalid`)
+    carve     with `refit`: a few users held out as new ones, to choose how users the model
+              does not know are served (`uservalid`); with a cold path (content or item side
+              features): a few warm items held out as new ones, to select the epoch on
+              cold-item validation too (`coldvalid`)
     cf        LightFM factors on the training part (side features when the data has them)
     build     NetworkConfig → TwoTowerNetwork, frozen inputs copied in
     item_item EASE weights (dense, or sparse neighbourhood EASE above the dense limit)
     train     the towers (`multirec.training`), early stopping on validation NDCG
     posthoc   on validation only: the item-item weight, how cold items are scored (on the
-              carve), the popularity prior for short histories, probability calibration
+              item carve), the popularity prior for short histories and new users' item-item
+              damping (on the user carve), probability calibration
     retrain   (`refit=True`, the default) LightFM and the towers again, on all interactions
               (train + validation, carved items included) for the chosen number of epochs,
               keeping the post-hoc settings (measured: ml-100k warm NDCG +0.003, cold-item
@@ -52,8 +55,11 @@ from .posthoc import calibrate, carry_over, tune_cold_items, tune_item_item_scal
 from .prior import set_item_prior, tune_prior
 from .scoring import binary
 from .training import Callback, train_network
+from .uservalid import UserCarve, arrival_order, carve_users
 
-__all__ = ["Fitted", "FitRun", "run_fit", "thread_limit", "holdout_split"]
+__all__ = ["Fitted", "FitRun", "run_fit", "thread_limit", "holdout_split", "DEFAULT_II_HALFLIFE"]
+
+DEFAULT_II_HALFLIFE = 20.0  # κ_ii where the prior is on and no carved new users choose it
 
 
 @dataclass
@@ -90,6 +96,7 @@ class FitRun:
     cf_from_features: torch.Tensor | bool = False  # (n_items,) items whose factor needs no history
     cf_item_cold: torch.Tensor | None = None  # (n_items, k) factor from side features alone (NaN: none)
     carve: ColdCarve | None = None
+    user_carve: UserCarve | None = None  # users held out as new ones (`multirec.uservalid`)
     # content-neighbour vectors (n_items, R) and their {source: width}; None until `build`
     knn_basis: tuple[np.ndarray, dict[str, int]] | None = None
     net: TwoTowerNetwork | None = None
@@ -173,10 +180,18 @@ def encode(run: FitRun) -> None:
 
 
 def carve(run: FitRun) -> None:
-    """Hold a few warm items out as new ones (cold validation), when the model can serve
-    new items at all: from content, or from item side features through LightFM."""
+    """Hold a few users out as new ones (`carve_users`, for the new-user settings), then a
+    few warm items (cold validation) when the model can serve new items at all: from
+    content, or from item side features through LightFM."""
     cfg, data = run.params.train, run.data
-    if run.valid_x is None or cfg.cold_valid_items <= 0:
+    if run.valid_x is None:
+        return
+    if cfg.refit and cfg.popularity_prior and cfg.new_user_valid_users > 0:
+        run.train_x, run.valid_x, run.user_carve = carve_users(
+            run.train_x, run.valid_x, _arrival_order(run), cfg.new_user_valid_users, cfg.seed)
+        if run.user_carve is not None:
+            run.resolved["new_user_valid_users"] = int(run.user_carve.users.size)
+    if cfg.cold_valid_items <= 0:
         return
     eligible = np.zeros(data.n_items, dtype=bool)
     for has in run.has.values():
@@ -284,20 +299,23 @@ def posthoc(run: FitRun) -> None:
             run.net, run.train_x, run.valid_x, run.carve, ii, k=cfg.k,
             max_users=cfg.max_valid_users, seed=cfg.seed))
     if cfg.popularity_prior:
-        run.resolved.update(tune_prior(run.net, run.train_x, run.valid_x, ii, k=cfg.k,
-                                       max_users=cfg.max_valid_users, seed=cfg.seed))
-        # New users' item-item term is weighted down by history length only where the prior
-        # is on: the damping hands short histories over to it (where validation finds no
-        # use for popularity, EASE keeps serving them whole). The prior is chosen with the
-        # term at full weight. Measured on ml-100k cold users (benchmark split seed 0,
-        # CF-only, NDCG@10 at 3 interactions): no damping 0.350; prior tuned with the
-        # damping on 0.305 (the simulated new users turned it off); prior tuned without
-        # it, then the damping 0.381. Long-tail generator (prior off, 2 seeds): damping
-        # anyway cost 0.015 at one interaction.
-        kappa = cfg.new_user_item_item_halflife if run.resolved["prior_weight"] > 0 else 0.0
-        with torch.no_grad():
-            run.net.new_user_ii_halflife.fill_(float(kappa))
-        run.resolved["new_user_ii_halflife"] = float(kappa)
+        fixed = cfg.new_user_item_item_halflife != "auto"
+        carved = None if fixed else run.user_carve  # κ_ii chosen with the prior on the carve
+        run.resolved.update(tune_prior(run.net, run.train_x, run.valid_x, ii, new_users=carved,
+                                       k=cfg.k, max_users=cfg.max_valid_users, seed=cfg.seed))
+        if carved is None:
+            # Without carved new users, the term is weighted down only where the prior is on
+            # (the damping hands short histories over to it), κ_ii fixed. The simulated users
+            # (validation users' own training items) misjudge it. Measured on ml-100k cold
+            # users (benchmark split seed 0, CF-only, NDCG@10 at 3 interactions): no damping
+            # 0.350; prior tuned with the damping on 0.305 (the simulated users turned it
+            # off); prior tuned without it, then κ_ii = 20: 0.381. Long-tail generator
+            # (prior off, 2 seeds): damping anyway cost 0.015 at one interaction.
+            kappa = (float(cfg.new_user_item_item_halflife) if fixed else DEFAULT_II_HALFLIFE)
+            kappa = kappa if run.resolved["prior_weight"] > 0 else 0.0
+            with torch.no_grad():
+                run.net.new_user_ii_halflife.fill_(kappa)
+            run.resolved["new_user_ii_halflife"] = kappa
     calibrate(run.net, run.train_x, run.valid_x, ii, max_users=cfg.max_valid_users, seed=cfg.seed)
 
 
@@ -398,6 +416,17 @@ def holdout_split(x: sp.csr_matrix, fraction: float, seed: int
     train = sp.csr_matrix((coo.data[~held], (coo.row[~held], coo.col[~held])), shape=shape)
     valid = sp.csr_matrix((coo.data[held], (coo.row[held], coo.col[held])), shape=shape)
     return train, valid
+
+
+def _arrival_order(run: FitRun) -> sp.csr_matrix:  # (n_users, n_items) arrival ranks
+    """When each interaction of `data` (and of `valid`) came, as `uservalid.arrival_order`
+    ranks: by timestamp where every part has them, else in a seeded random order."""
+    parts = [run.data] + ([run.valid] if run.valid is not None else [])
+    timed = all(p.timestamps is not None for p in parts)
+    return arrival_order(
+        np.concatenate([p.user_index for p in parts]), np.concatenate([p.item_index for p in parts]),
+        np.concatenate([p.timestamps for p in parts]) if timed else None,
+        (run.data.n_users, run.data.n_items), run.params.train.seed)
 
 
 def _use_item_item(setting: bool | str) -> bool:

@@ -12,17 +12,19 @@ the weight halves at a history of κ items, so long histories keep the model's o
 Users seen in training keep their own scores (their bias and LightFM factor carry what
 the prior would add; measured: a prior on them cost ml-100k warm NDCG 0.002–0.004).
 
-`tune_prior` picks (w, κ) on simulated new users built from the validation users: each
-keeps a random 1, 3, 5, 10 or 20 of its training items as its whole history; the score is
-the mean over these groups of NDCG@k of their validation items (all training items masked).
-Each group's logits are computed once; the grid is evaluated on them in bounded memory.
-
 The same users' item-item (EASE) term is weighted by n_u / (n_u + κ_ii)
-(`TwoTowerNetwork.new_user_ii_halflife`, `TrainConfig.new_user_item_item_halflife`, 20 by
-default), a fixed default rather than a choice made here: these simulated users preferred
-the full weight, and with the damping on they chose no prior at all, both worse on held-out
-new users (ml-100k cold-user protocol). `multirec.fit` therefore tunes (w, κ) with the term
-at full weight and applies the damping after.
+(`TwoTowerNetwork.new_user_ii_halflife`): EASE's weights fit full histories.
+
+`tune_prior` chooses (w, κ, κ_ii) on simulated new users, served from 1, 3, 5, 10 or 20
+interactions; the score is the mean over these groups of NDCG@k of the rest. The best
+simulated users are strangers to the network: the user carve (`multirec.uservalid`,
+users held out of the validation model, served from their first interactions in time).
+Without one, validation users with a random n of their training items stand in; the
+towers and EASE were fitted on those rows, so they overrate the item-item term (they
+chose full-weight EASE and, with the damping on, no prior: both worse on held-out users of
+ml-100k), and κ_ii is then left to the caller (`multirec.fit`: 20 where the prior is on).
+Each group's logits are computed once per search; the grid is evaluated on them in
+bounded memory.
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ import torch
 
 from .ranking import masked_scores, ndcg_at_k, sample_target_rows
 from .scoring import Scorer, logits_batch_size
+from .uservalid import UserCarve
 
-__all__ = ["SIMULATED_HISTORIES", "PRIOR_WEIGHTS", "PRIOR_HALFLIVES", "popularity_prior",
+__all__ = ["SIMULATED_HISTORIES", "PRIOR_WEIGHTS", "PRIOR_HALFLIVES", "II_HALFLIVES", "popularity_prior",
            "set_item_prior", "tune_prior"]
 
 SIMULATED_HISTORIES = (1, 3, 5, 10, 20)  # history sizes of the simulated new users
-PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # × logit / prior spread
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)  # × logit / prior spread
 PRIOR_HALFLIVES = (1.0, 3.0, 10.0, 30.0, 1e9)  # κ; 1e9: the same weight for everyone
+II_HALFLIVES = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)  # κ_ii tried on carved new users; 0: none
 MAX_USERS = 500  # validation users per group
 SCORE_BUDGET = 5_000_000  # user × item logits per group (caps the users on large catalogues)
 
@@ -60,52 +64,119 @@ def set_item_prior(net: Any, x: sp.csr_matrix) -> None:
 
 
 def tune_prior(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_item: Any = None,
-               *, k: int = 10, max_users: int = 2000, seed: int = 0,
-               sizes: tuple[int, ...] = SIMULATED_HISTORIES) -> dict[str, float]:
+               *, new_users: UserCarve | None = None, k: int = 10, max_users: int = 2000,
+               seed: int = 0, sizes: tuple[int, ...] = SIMULATED_HISTORIES) -> dict[str, float]:
     """Choose the prior's weight w and half-life κ on validation (see the module docstring),
     set them in the network and return `{"prior_weight": w, "prior_halflife": κ}`.
 
-    `item_prior` is set from `train_x` first. w = 0 (no prior) is tried first and wins ties.
+    With `new_users` (a `multirec.uservalid.UserCarve`: users the network was not trained
+    on) they are the simulated new users, served from their first n interactions and
+    scored on the rest; the item-item damping κ_ii is then chosen on them too (from
+    `II_HALFLIVES`, by coordinate search: (w, κ) at full weight, κ_ii, (w, κ) again), set,
+    and returned as `"new_user_ii_halflife"`. Without, validation users with a random n of
+    their training items stand in (and κ_ii is left to the caller).
+
+    `item_prior` is set from `train_x` first. w = 0 (no prior) and κ_ii = 0 (no damping)
+    are tried first and win ties.
     """
     set_item_prior(net, train_x)
     with torch.no_grad():
         net.prior_weight.zero_()
+        net.new_user_ii_halflife.zero_()
     cap = min(max_users, MAX_USERS, max(50, SCORE_BUDGET // train_x.shape[1]))
+    groups = (_carve_groups(new_users, cap, seed, sizes) if new_users is not None
+              else _validation_groups(train_x, valid_x, cap, seed, sizes))
+    prior = net.item_prior.cpu().numpy().astype(np.float64)  # (n_items,)
+    out: dict[str, float] = {}
+    if not groups or prior.std() < 1e-6:  # nothing to tune on, or every item equally popular
+        out = {"prior_weight": 0.0, "prior_halflife": float(net.prior_halflife)}
+        if new_users is not None:
+            out["new_user_ii_halflife"] = 0.0
+        return out
+    grid = _Grid(Scorer(net, item_item), groups, prior, k)
+    pairs = [(0.0, 1.0)] + [(w, h) for w in PRIOR_WEIGHTS[1:] for h in PRIOR_HALFLIVES]
+    w, h = pairs[grid.best([(w, h, 0.0) for w, h in pairs])]
+    kii = 0.0
+    if new_users is not None and grid.scorer.has_item_item():
+        kii = II_HALFLIVES[grid.best([(w, h, c) for c in II_HALFLIVES])]
+        if kii > 0:
+            w, h = pairs[grid.best([(w, h, kii) for w, h in pairs])]
+    with torch.no_grad():
+        net.prior_weight.fill_(grid.unit * w)
+        net.prior_halflife.fill_(h)
+        net.new_user_ii_halflife.fill_(kii)
+    out = {"prior_weight": float(net.prior_weight), "prior_halflife": float(h)}
+    if new_users is not None:
+        out["new_user_ii_halflife"] = float(kii)
+    return out
+
+
+# one group: (history (B, n_items), excluded items (B, n_items), targets (B, n_items))
+_Group = tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]
+
+
+def _validation_groups(train_x: sp.csr_matrix, valid_x: sp.csr_matrix, cap: int, seed: int,
+                       sizes: tuple[int, ...]) -> list[_Group]:
+    """Validation users with a random n of their training items as their whole history;
+    every training item is excluded, the validation items are the targets."""
     users = sample_target_rows(valid_x, cap, seed)
     n_train = np.diff(train_x.indptr)
-    groups = [(u, _simulated(train_x, u, n, seed))
-              for n in sizes if (u := users[n_train[users] > n]).size]
-    prior = net.item_prior.cpu().numpy().astype(np.float64)  # (n_items,)
-    if not groups or prior.std() < 1e-6:  # nothing to tune on, or every item equally popular
-        return {"prior_weight": 0.0, "prior_halflife": float(net.prior_halflife)}
-    scorer = Scorer(net, item_item)
-    combos = [(0.0, 1.0)] + [(w, h) for w in PRIOR_WEIGHTS[1:] for h in PRIOR_HALFLIVES]
-    totals = np.zeros((len(groups), len(combos)))
-    counts = np.zeros(len(groups))
-    unit = None
-    bs = logits_batch_size(train_x.shape[1])
-    for g, (u, hist) in enumerate(groups):
-        for s in range(0, u.size, bs):
-            uu, hh = u[s:s + bs], hist[s:s + bs]
-            z = scorer.logits(None, hh, calibrated=False).double().cpu().numpy()
-            if unit is None:  # logit spread per unit of prior spread, from the first block
-                unit = float(np.median(z.std(axis=1))) / float(prior.std())
-            n = np.asarray(hh.sum(axis=1)).ravel()  # (B,) history sizes
-            z = masked_scores(z, train_x[uu])  # training items can't be recommended
-            target = valid_x[uu]
-            for c, (w, h) in enumerate(combos):
-                shift = (unit * w * h / (h + n))[:, None] * prior[None, :]  # (B, n_items)
-                total, cnt = ndcg_at_k(z + shift, target, k)
-                totals[g, c] += total
-                if c == 0:
-                    counts[g] += cnt
-    score = (totals / np.maximum(counts, 1)[:, None]).mean(axis=0)  # (combos,) over groups
-    best = int(np.argmax(score))  # first of equals: no prior
-    w, h = combos[best]
-    with torch.no_grad():
-        net.prior_weight.fill_(float(unit or 0.0) * w)
-        net.prior_halflife.fill_(h)
-    return {"prior_weight": float(net.prior_weight), "prior_halflife": float(h)}
+    return [(_simulated(train_x, u, n, seed), train_x[u], valid_x[u])
+            for n in sizes if (u := users[n_train[users] > n]).size]
+
+
+def _carve_groups(carve: UserCarve, cap: int, seed: int, sizes: tuple[int, ...]) -> list[_Group]:
+    """Carved users served from their first n interactions (excluded), the rest the targets."""
+    groups = []
+    for n in sizes:
+        rows, history, target = carve.split(n)
+        if rows.size > cap:
+            pick = np.sort(np.random.default_rng([seed, n, 19]).choice(rows.size, cap, replace=False))
+            history, target = history[pick], target[pick]
+        if history.shape[0]:
+            groups.append((history, history, target))
+    return groups
+
+
+class _Grid:
+    """Validation NDCG@k of settings (w, κ, κ_ii) over the groups; logits are computed once
+    per group and block for each call, every setting evaluated on them."""
+
+    def __init__(self, scorer: Scorer, groups: list[_Group], prior: np.ndarray, k: int) -> None:
+        self.scorer, self.groups, self.prior, self.k = scorer, groups, prior, k
+        self.unit = 0.0  # logit spread per unit of prior spread (from the first block)
+        self._unit_set = False
+
+    def best(self, combos: list[tuple[float, float, float]]) -> int:
+        """Index of the best combo (the first of equals)."""
+        return int(np.argmax(self.scores(combos)))
+
+    def scores(self, combos: list[tuple[float, float, float]]) -> np.ndarray:  # (combos,)
+        totals = np.zeros((len(self.groups), len(combos)))
+        counts = np.zeros(len(self.groups))
+        damped = any(c[2] > 0 for c in combos) and self.scorer.has_item_item()
+        bs = logits_batch_size(self.prior.size)
+        for g, (history, exclude, target) in enumerate(self.groups):
+            for s in range(0, history.shape[0], bs):
+                hh = history[s:s + bs]
+                z = self.scorer.logits(None, hh, calibrated=False).double().cpu().numpy()
+                if not self._unit_set:
+                    self.unit = float(np.median(z.std(axis=1))) / float(self.prior.std())
+                    self._unit_set = True
+                ii = (self.scorer.item_item_term(None, hh).double().cpu().numpy()
+                      if damped else None)
+                n = np.asarray(hh.sum(axis=1)).ravel()  # (B,) history sizes
+                z = masked_scores(z, exclude[s:s + bs])  # what was consumed can't be recommended
+                tgt = target[s:s + bs]
+                for c, (w, h, kii) in enumerate(combos):
+                    zz = z + (self.unit * w * h / (h + n))[:, None] * self.prior[None, :]
+                    if ii is not None and kii > 0:  # weight n/(n+κ_ii) instead of 1
+                        zz -= (kii / (n + kii))[:, None] * ii
+                    total, cnt = ndcg_at_k(zz, tgt, self.k)
+                    totals[g, c] += total
+                    if c == 0:
+                        counts[g] += cnt
+        return (totals / np.maximum(counts, 1)[:, None]).mean(axis=0)
 
 
 def _simulated(train_x: sp.csr_matrix, users: np.ndarray, n: int, seed: int) -> sp.csr_matrix:

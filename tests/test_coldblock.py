@@ -78,7 +78,8 @@ def _fitted_with_new_items() -> MultimodalRecommender:
                                   cf=False, dim=8, epochs=4, eval_every=2, cold_valid_items=0.15,
                                   show_progress=False, seed=0).fit(data)
     model.network.set_content_weight("vec", 4.0)
-    model.add_items({"vec": {f"new-{j}": content[j] * 1.0 for j in (3, 30, 60)}})
+    # near (not equal to) existing items, so no new item ties with its twin
+    model.add_items({"vec": {f"new-{j}": 0.8 * content[j] + 0.2 * content[j + 1] for j in (3, 30, 60)}})
     z = model.score_users(np.arange(150))  # (150, n_items) calibrated logits
     cold = ~model.network.warm_item.numpy()
     warm5 = np.sort(z[:, ~cold], axis=1)[:, -5].mean()
