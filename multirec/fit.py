@@ -118,9 +118,12 @@ def run_fit(params: ModelConfig, data: InteractionData, valid: InteractionData |
                     "negatives": resolve_negatives(cfg.negatives, data.n_items)}
     with thread_limit(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # seeded, without touching the caller's RNG
+        seconds = run.resolved["stage_seconds"] = {}
         for stage in (holdout, encode, carve, collaborative, build, item_item, train, posthoc,
                       retrain, refit, fold_in):
+            t0 = time.perf_counter()
             stage(run)
+            seconds[stage.__name__] = time.perf_counter() - t0
             if stage is build and on_built is not None:
                 on_built(run.net)
     return Fitted(
