@@ -39,11 +39,14 @@ from .ranking import masked_scores, ndcg_at_k, sample_target_rows
 from .scoring import Scorer, logits_batch_size
 from .uservalid import UserCarve
 
-__all__ = ["SIMULATED_HISTORIES", "PRIOR_WEIGHTS", "PRIOR_HALFLIVES", "II_HALFLIVES", "popularity_prior",
+__all__ = ["SIMULATED_HISTORIES", "PRIOR_WEIGHTS", "PRIOR_HALFLIVES", "II_HALFLIVES", "CARVE_PRIOR_WEIGHTS",
+           "popularity_prior",
            "set_item_prior", "tune_prior"]
 
 SIMULATED_HISTORIES = (1, 3, 5, 10, 20)  # history sizes of the simulated new users
-PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)  # × logit / prior spread
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # × logit / prior spread
+# further weights tried on carved new users (on ml-100k they chose the last of the above)
+CARVE_PRIOR_WEIGHTS = (128.0, 256.0)
 PRIOR_HALFLIVES = (1.0, 3.0, 10.0, 30.0, 1e9)  # κ; 1e9: the same weight for everyone
 II_HALFLIVES = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)  # κ_ii tried on carved new users; 0: none
 MAX_USERS = 500  # validation users per group
@@ -94,7 +97,8 @@ def tune_prior(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_it
             out["new_user_ii_halflife"] = 0.0
         return out
     grid = _Grid(Scorer(net, item_item), groups, prior, k)
-    pairs = [(0.0, 1.0)] + [(w, h) for w in PRIOR_WEIGHTS[1:] for h in PRIOR_HALFLIVES]
+    weights = PRIOR_WEIGHTS[1:] + (CARVE_PRIOR_WEIGHTS if new_users is not None else ())
+    pairs = [(0.0, 1.0)] + [(w, h) for w in weights for h in PRIOR_HALFLIVES]
     w, h = pairs[grid.best([(w, h, 0.0) for w, h in pairs])]
     kii = 0.0
     if new_users is not None and grid.scorer.has_item_item():

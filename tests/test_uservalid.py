@@ -161,7 +161,7 @@ def _data():
     return InteractionData.from_arrays(coo.row, coo.col, timestamps=times)
 
 
-KW = dict(epochs=2, dim=8, show_progress=False, seed=0, cf={"epochs": 2})
+KW = dict(epochs=2, dim=8, show_progress=False, seed=0, cf={"epochs": 2}, new_user_valid_users=0.25)
 
 
 def test_fit_carves_new_users_chooses_their_settings_and_trains_on_them_again():
@@ -176,9 +176,18 @@ def test_fit_carves_new_users_chooses_their_settings_and_trains_on_them_again():
 @pytest.mark.parametrize("kw", [{"refit": False}, {"new_user_valid_users": 0.0},
                                 {"popularity_prior": False}])
 def test_no_user_carve_without_refit_prior_or_share(kw):
-    model = MultimodalRecommender(**KW, **kw).fit(_data())
+    model = MultimodalRecommender(**{**KW, **kw}).fit(_data())
     assert "new_user_valid_users" not in model.fit_config_
     assert bool(model.network.warm_user.all())
+
+
+def test_the_user_carve_is_off_by_default_and_then_kappa_ii_follows_the_prior():
+    assert TrainConfig().new_user_valid_users == 0.0
+    kw = {k: v for k, v in KW.items() if k != "new_user_valid_users"}
+    model = MultimodalRecommender(**kw).fit(_data())
+    fc = model.fit_config_
+    assert "new_user_valid_users" not in fc
+    assert fc["new_user_ii_halflife"] == (20.0 if fc["prior_weight"] > 0 else 0.0)
 
 
 def test_a_fixed_item_item_halflife_is_kept_with_the_carve():
