@@ -90,7 +90,6 @@ def tune_prior(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_it
     groups = (_carve_groups(new_users, cap, seed, sizes) if new_users is not None
               else _validation_groups(train_x, valid_x, cap, seed, sizes))
     prior = net.item_prior.cpu().numpy().astype(np.float64)  # (n_items,)
-    out: dict[str, float] = {}
     if not groups or prior.std() < 1e-6:  # nothing to tune on, or every item equally popular
         out = {"prior_weight": 0.0, "prior_halflife": float(net.prior_halflife)}
         if new_users is not None:
@@ -106,7 +105,7 @@ def tune_prior(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, item_it
         if kii > 0:
             w, h = pairs[grid.best([(w, h, kii) for w, h in pairs])]
     with torch.no_grad():
-        net.prior_weight.fill_(grid.unit * w)
+        net.prior_weight.fill_(float(grid.unit or 0.0) * w)
         net.prior_halflife.fill_(h)
         net.new_user_ii_halflife.fill_(kii)
     out = {"prior_weight": float(net.prior_weight), "prior_halflife": float(h)}
@@ -148,8 +147,7 @@ class _Grid:
 
     def __init__(self, scorer: Scorer, groups: list[_Group], prior: np.ndarray, k: int) -> None:
         self.scorer, self.groups, self.prior, self.k = scorer, groups, prior, k
-        self.unit = 0.0  # logit spread per unit of prior spread (from the first block)
-        self._unit_set = False
+        self.unit: float | None = None  # logit spread per unit of prior spread (first block)
 
     def best(self, combos: list[tuple[float, float, float]]) -> int:
         """Index of the best combo (the first of equals)."""
@@ -163,12 +161,11 @@ class _Grid:
         for g, (history, exclude, target) in enumerate(self.groups):
             for s in range(0, history.shape[0], bs):
                 hh = history[s:s + bs]
-                z = self.scorer.logits(None, hh, calibrated=False).double().cpu().numpy()
-                if not self._unit_set:
+                zt, iit = self.scorer.raw_logits_block(None, hh, item_item_part=damped)
+                z = zt.double().cpu().numpy()
+                if self.unit is None:
                     self.unit = float(np.median(z.std(axis=1))) / float(self.prior.std())
-                    self._unit_set = True
-                ii = (self.scorer.item_item_term(None, hh).double().cpu().numpy()
-                      if damped else None)
+                ii = None if iit is None else iit.double().cpu().numpy()
                 n = np.asarray(hh.sum(axis=1)).ravel()  # (B,) history sizes
                 z = masked_scores(z, exclude[s:s + bs])  # what was consumed can't be recommended
                 tgt = target[s:s + bs]

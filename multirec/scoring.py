@@ -137,6 +137,20 @@ class Scorer:
                 return self.net.logits(user, out, ii)
             return self.net.raw_logits(user, out, ii)
 
+    def raw_logits_block(self, users: np.ndarray | None, history: sp.csr_matrix, *,
+                         item_item_part: bool = False
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:  # (B, n_items), same or None
+        """Raw logits of every catalogue item for one block of users and, with
+        `item_item_part`, their item-item term (None without it or without the term), from
+        one pass of the user tower and of the item-item scores."""
+        out, _ = self.catalogue()
+        user = self.users(users, history)
+        ii = self.item_item_scores(history)
+        with torch.no_grad():
+            z = self.net.raw_logits(user, out, ii)
+            part = self.net.item_item_term(user, out, ii) if item_item_part and ii is not None else None
+        return z, part
+
     def score_users(self, users: np.ndarray, history: sp.csr_matrix | None,
                     user_items: sp.csr_matrix, batch_size: int | None = None) -> np.ndarray:
         """(B, n_items) float32 logits for user indices; with `history` they are treated as

@@ -186,3 +186,15 @@ def test_new_user_item_item_halflife_is_checked_and_used_where_the_prior_is_on()
     assert float(model.network.new_user_ii_halflife) == 7.5 == model.fit_config_["new_user_ii_halflife"]
     off = MultimodalRecommender(popularity_prior=False, **kw).fit(data)
     assert float(off.network.new_user_ii_halflife) == 0.0
+
+
+def test_raw_logits_block_is_the_raw_logits_and_their_item_item_part():
+    net, train, ii = _ease_net(4.0)
+    scorer = Scorer(net, ii)
+    hist = train[:5]
+    z, part = scorer.raw_logits_block(None, hist, item_item_part=True)
+    torch.testing.assert_close(z, scorer.logits(None, hist, calibrated=False))
+    torch.testing.assert_close(part, scorer.item_item_term(None, hist))
+    assert scorer.raw_logits_block(None, hist)[1] is None
+    net.use_item_item = False
+    assert scorer.raw_logits_block(None, hist, item_item_part=True)[1] is None
