@@ -455,3 +455,21 @@ def test_a_save_from_before_a_new_tensor_loads_with_its_neutral_value(model, sav
     _edit(root, "model.safetensors", lambda s: {**s, "cold_cf_scale": torch.zeros(2)})
     with pytest.raises(ModelFileError, match="'cold_cf_scale' is torch.float32 \\[2\\]"):
         MultimodalRecommender.from_pretrained(root)
+
+
+def test_a_save_from_before_the_user_carve_loads_with_it_off(model, saved):
+    """Configs written before `new_user_valid_users` and the "auto" κ_ii existed load: the
+    missing key takes its default (off) and a fixed half-life is kept as a number."""
+    root, _ = saved
+    before = _scores(MultimodalRecommender.from_pretrained(root))
+
+    def older(config: dict) -> dict:
+        model_cfg = {k: v for k, v in config["model"].items() if k != "new_user_valid_users"}
+        return {**config, "model": {**model_cfg, "new_user_item_item_halflife": 20.0}}
+
+    _edit(root, "config.json", older)
+    loaded = MultimodalRecommender.from_pretrained(root)
+    config = loaded.get_config()
+    assert config["new_user_valid_users"] == 0.0
+    assert config["new_user_item_item_halflife"] == 20.0
+    np.testing.assert_allclose(_scores(loaded), before, rtol=1e-6)
