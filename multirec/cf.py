@@ -49,7 +49,8 @@ class LightFMFactors:
         user_factors_ (n_users, k) float32, user_biases_ (n_users,) float32,
         item_factors_ (n_items, k) float32, item_biases_ (n_items,) float32 — LightFM's
         `get_user/item_representations`, i.e. feature-based where features are used;
-        model_ (the `lightfm.LightFM`), n_epochs_, n_users_, n_items_,
+        model_ (the `lightfm.LightFM`), n_epochs_ (passes so far, `fit_more` included),
+        n_users_, n_items_,
         user_features_ / item_features_ (the feature matrices given to LightFM, or None),
         item_cold_factors_ (n_items, k) float32 or None: each item's factor from its side
         features alone (the identity feature dropped: the factor it would have if it had no
@@ -94,43 +95,55 @@ class LightFMFactors:
                         learning_rate=cfg.learning_rate, item_alpha=cfg.item_alpha,
                         user_alpha=cfg.user_alpha, max_sampled=cfg.max_sampled,
                         random_state=cfg.seed)
-        for epoch in _epochs(cfg.epochs, show_progress):
-            try:
-                with np.errstate(invalid="ignore", over="ignore"):  # reported below instead
-                    model.fit_partial(interactions, user_features=uf, item_features=itf,
-                                      num_threads=cfg.num_threads)
-                diverged = not (np.isfinite(model.item_embeddings).all()
-                                and np.isfinite(model.user_embeddings).all())
-            except ValueError as exc:  # LightFM's own finiteness check
-                if "diverged" not in str(exc):
-                    raise
-                diverged = True
-            if diverged:
-                raise TrainingDivergedError(
-                    f"LightFM factors became NaN/inf in epoch {epoch + 1}; lower "
-                    f"CFConfig.learning_rate (now {cfg.learning_rate:g}, try {cfg.learning_rate / 10:g}) "
-                    "or add item_alpha/user_alpha regularisation")
+        _train(model, interactions, uf, itf, cfg, cfg.epochs, show_progress)
+        self.model_ = model
+        self.user_features_, self.item_features_ = uf, itf
+        self._represent(interactions.shape)
+        self.n_epochs_ = cfg.epochs
+        return self
+
+    def fit_more(self, interactions: sp.spmatrix, epochs: int, show_progress: bool = False
+                 ) -> LightFMFactors:
+        """Continue training the fitted model for `epochs` more passes over `interactions`
+        (same users, items and side features as `fit`; e.g. the training part plus the
+        validation interactions), keeping LightFM's per-weight learning-rate state; the
+        factors are read again."""
+        if not hasattr(self, "model_"):
+            raise NotFittedError("LightFMFactors is not fitted; call fit(data) first")
+        if not sp.issparse(interactions) or interactions.shape != (self.n_users_, self.n_items_):
+            raise DataError(f"fit_more() needs a sparse ({self.n_users_}, {self.n_items_}) matrix "
+                            f"(the shape fit() saw), got {getattr(interactions, 'shape', None)}")
+        if not (_is_int_like(epochs) and epochs >= 1):
+            raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
+        x = sp.coo_matrix(interactions, dtype=np.float32)
+        _train(self.model_, x, self.user_features_, self.item_features_, self.config,
+               int(epochs), show_progress)
+        self._represent(x.shape)
+        self.n_epochs_ += int(epochs)
+        return self
+
+    def _represent(self, shape: tuple[int, int]) -> None:
+        """Read the factors and biases (and the items' feature-only factors) off `model_`."""
+        model, uf, itf = self.model_, self.user_features_, self.item_features_
+        n_users, n_items = shape
         ub, uemb = model.get_user_representations(uf)  # (n_users,), (n_users, k)
         ib, iemb = model.get_item_representations(itf)  # (n_items,), (n_items, k)
         for name, arr in (("user", uemb), ("item", iemb), ("user bias", ub), ("item bias", ib)):
             if not np.isfinite(arr).all():
                 raise TrainingDivergedError(
                     f"LightFM {name} representations are NaN/inf; lower CFConfig.learning_rate "
-                    f"(now {cfg.learning_rate}) or add item_alpha/user_alpha regularisation")
-        self.model_ = model
+                    f"(now {self.config.learning_rate}) or add item_alpha/user_alpha regularisation")
         self.user_factors_ = np.ascontiguousarray(uemb, dtype=np.float32)
         self.user_biases_ = np.ascontiguousarray(ub, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(iemb, dtype=np.float32)
         self.item_biases_ = np.ascontiguousarray(ib, dtype=np.float32)
-        self.user_features_, self.item_features_ = uf, itf
         self.item_cold_factors_ = None
         if itf is not None:  # the identity columns dropped: what each item's factor would be if cold
             side = itf[:, n_items:]  # (n_items, f), same row normalisation as the hybrid model
             cold = np.asarray(side @ model.item_embeddings[n_items:], dtype=np.float32)  # (n_items, k)
             cold[np.diff(side.indptr) == 0] = np.nan  # no side features: no cold factor
             self.item_cold_factors_ = cold
-        self.n_epochs_, self.n_users_, self.n_items_ = cfg.epochs, n_users, n_items
-        return self
+        self.n_users_, self.n_items_ = n_users, n_items
 
     def predict(self, user_idx: np.ndarray) -> np.ndarray:
         """(B, n_items) float32 scores ⟨u, i⟩ + b_u + b_i of every item for user indices."""
@@ -145,6 +158,31 @@ class LightFMFactors:
             raise DataError(f"user index {bad} is out of range 0..{self.n_users_ - 1}")
         return (self.user_factors_[u] @ self.item_factors_.T  # (B, n_items)
                 + self.user_biases_[u, None] + self.item_biases_[None, :])
+
+
+def _train(model: Any, interactions: sp.coo_matrix, uf: sp.csr_matrix | None,
+           itf: sp.csr_matrix | None, cfg: CFConfig, epochs: int, show_progress: bool) -> None:
+    """`epochs` passes of `fit_partial`; NaN/inf factors raise `TrainingDivergedError`."""
+    for epoch in _epochs(epochs, show_progress):
+        try:
+            with np.errstate(invalid="ignore", over="ignore"):  # reported below instead
+                model.fit_partial(interactions, user_features=uf, item_features=itf,
+                                  num_threads=cfg.num_threads)
+            diverged = not (np.isfinite(model.item_embeddings).all()
+                            and np.isfinite(model.user_embeddings).all())
+        except ValueError as exc:  # LightFM's own finiteness check
+            if "diverged" not in str(exc):
+                raise
+            diverged = True
+        if diverged:
+            raise TrainingDivergedError(
+                f"LightFM factors became NaN/inf in epoch {epoch + 1}; lower "
+                f"CFConfig.learning_rate (now {cfg.learning_rate:g}, try {cfg.learning_rate / 10:g}) "
+                "or add item_alpha/user_alpha regularisation")
+
+
+def _is_int_like(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def _epochs(n: int, show_progress: bool):

@@ -15,6 +15,12 @@ result is recorded in `model.fit_config_`):
 - `num_threads=None`: 1 thread on machines with ≤ 2 cores (a second thread made steps
   7–18× slower on busy 2-core machines), else half the cores, at most 8. Applied to torch,
   BLAS (threadpoolctl) and LightFM while `fit` runs, then restored.
+- `refit_warm_start="auto"`: the refit on all interactions trains from scratch up to
+  `WARM_REFIT_MIN_ITEMS` items; above, it continues the validation model for a share
+  `WARM_REFIT_SHARE` of the epochs (measured at 20k long-tail items, CF-only, 1 thread,
+  side by side: fit 349 → 268 s, test NDCG@10 0.2674 → 0.2680; on ml-100k it cost fused
+  cold items 0.286 → 0.280 and with the tags encoder 0.285 → 0.262, so small catalogues,
+  where the refit takes seconds, keep the full one).
 - LightFM uses `num_threads=1` unless `CFConfig.num_threads` says otherwise: LightFM's
   parallel SGD is lock-free, so only one thread gives the same factors for the same seed.
 """
@@ -32,10 +38,13 @@ from .errors import ConfigError
 
 __all__ = ["TrainConfig", "CFConfig", "NetworkConfig", "ModelConfig", "MODEL_DEFAULTS",
            "check_device", "resolve_threads", "resolve_negatives", "ALL_NEGATIVES_MAX_ITEMS",
-           "SAMPLED_NEGATIVES", "from_dict"]
+           "SAMPLED_NEGATIVES", "WARM_REFIT_MIN_ITEMS", "WARM_REFIT_SHARE", "resolve_warm_start",
+           "from_dict"]
 
 ALL_NEGATIVES_MAX_ITEMS = 4096
 SAMPLED_NEGATIVES = 1024
+WARM_REFIT_MIN_ITEMS = 10_000
+WARM_REFIT_SHARE = 0.25
 _LOSSES = ("warp", "bpr", "logistic", "warp-kos")
 
 
@@ -107,6 +116,13 @@ def resolve_negatives(negatives: int | str, n_items: int) -> int | str:
     return negatives
 
 
+def resolve_warm_start(setting: float | str, n_items: int) -> float:
+    """The share of epochs a warm-started refit runs (0: the refit trains from scratch)."""
+    if setting == "auto":
+        return WARM_REFIT_SHARE if n_items > WARM_REFIT_MIN_ITEMS else 0.0
+    return float(setting)
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings (see `MultimodalRecommender` for the model settings).
@@ -145,6 +161,11 @@ class TrainConfig:
     # 0.406/0.386/0.368 at 1/3/5 interactions) but cost its cold items (0.286 → 0.244)
     new_user_valid_users: float = 0.0
     refit: bool = True  # once validation has chosen, retrain on all interactions (`multirec.fit`)
+    # 0: the refit trains LightFM and the towers from scratch for the epochs validation chose;
+    # s in (0, 1]: it continues the validation model on all interactions instead, for
+    # max(1, round(s · epochs)) tower epochs and max(1, round(s · cf.epochs)) LightFM passes;
+    # "auto": 0 up to 10,000 items, 0.25 above (`resolve_warm_start`)
+    refit_warm_start: float | Literal["auto"] = "auto"
     # score cold items also by their content's similarity to the user's history (side
     # features and frozen content vectors, `multirec.neighbours`), weights chosen on the carve
     content_neighbours: bool = True
@@ -173,6 +194,10 @@ class TrainConfig:
             "modality_dropout": (0.0, 1.0, False), "id_dropout": (0.0, 1.0, False),
             "user_cf_dropout": (0.0, 1.0, True), "valid_fraction": (0.0, 1.0, False),
             "cold_valid_items": (0.0, 0.5, True), "new_user_valid_users": (0.0, 0.5, True)})
+        w = self.refit_warm_start
+        if w != "auto" and not (_is_number(w) and 0 <= w <= 1):
+            raise ConfigError(f"TrainConfig.refit_warm_start={w!r}; it must be 'auto' or a number "
+                              ">= 0 and <= 1 (0: the refit trains from scratch)")
         if self.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.loss not in ("bce", "bpr"):

@@ -116,3 +116,93 @@ def test_refit_continues_fine_tuned_encoders():
     served = net.content_tags.clone()
     net.refresh_content()  # re-embed with the encoder's current weights
     torch.testing.assert_close(net.content_tags, served)
+
+
+def test_warm_started_refit_continues_the_trained_weights(monkeypatch):
+    """`refit_warm_start=s`: the refit network starts from the towers as the validation run
+    trained them (before the post-hoc steps), LightFM continues its model, and both run a
+    share s of the epochs."""
+    import multirec.fit as fit_module
+    from multirec.cf import LightFMFactors
+
+    calls: list[dict[str, torch.Tensor]] = []
+    real_train = fit_module.train_network
+
+    def spy(net, *args, **kwargs):  # weights at the start and end of each training run
+        calls.append({n: p.detach().clone() for n, p in net.named_parameters()})
+        history = real_train(net, *args, **kwargs)
+        calls.append({n: p.detach().clone() for n, p in net.named_parameters()})
+        return history
+
+    passes: list[int] = []
+    real_more = LightFMFactors.fit_more
+
+    def more(self, interactions, epochs, show_progress=False):
+        passes.append(epochs)
+        return real_more(self, interactions, epochs, show_progress)
+
+    monkeypatch.setattr(fit_module, "train_network", spy)
+    monkeypatch.setattr(LightFMFactors, "fit_more", more)
+    model = _model(True, cf={"epochs": 8}, epochs=8, patience=4, refit_warm_start=0.5)
+    model.fit(_data())
+    trained, refit_start = calls[1], calls[2]
+    for name in ("item_id.weight", "hist.weight", "user_bias.weight"):
+        torch.testing.assert_close(refit_start[name], trained[name], rtol=0, atol=0)
+    assert not torch.equal(calls[3]["item_id.weight"], trained["item_id.weight"])  # it trained on
+    assert model.fit_config_["refit_epochs"] == max(1, round(0.5 * (model.history_.best_epoch + 1)))
+    assert passes == [4]
+
+
+def test_scratch_refit_starts_from_fresh_weights(monkeypatch):
+    import multirec.fit as fit_module
+
+    starts: list[torch.Tensor] = []
+    real_train = fit_module.train_network
+
+    def spy(net, *args, **kwargs):
+        starts.append(net.item_id.weight.detach().clone())
+        history = real_train(net, *args, **kwargs)
+        starts.append(net.item_id.weight.detach().clone())
+        return history
+
+    monkeypatch.setattr(fit_module, "train_network", spy)
+    _model(True).fit(_data())
+    assert not torch.allclose(starts[2], starts[1])
+
+
+def test_lightfm_fit_more_continues_training():
+    from multirec.cf import LightFMFactors
+    from multirec.errors import DataError, NotFittedError
+
+    data = _data(n_items=120)
+    x = data.to_csr()
+    once = LightFMFactors(no_components=8, epochs=2).fit(x)
+    before = once.item_factors_.copy()
+    once.fit_more(x, 3)
+    assert once.n_epochs_ == 5
+    assert not np.allclose(once.item_factors_, before)
+    five = LightFMFactors(no_components=8, epochs=5).fit(x)  # same passes, same seed, 1 thread
+    np.testing.assert_allclose(once.item_factors_, five.item_factors_, rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError, match="shape fit\\(\\) saw"):
+        once.fit_more(x[:, :10], 1)
+    with pytest.raises(ConfigError, match="epochs must be an integer >= 1"):
+        once.fit_more(x, 0)
+    with pytest.raises(NotFittedError):
+        LightFMFactors().fit_more(x, 1)
+
+
+def test_refit_warm_start_is_a_share():
+    for bad in (1.5, -0.1, "yes", None):
+        with pytest.raises(ConfigError, match="refit_warm_start"):
+            TrainConfig(refit_warm_start=bad)
+
+
+def test_warm_start_auto_follows_the_catalogue_size():
+    from multirec.config import WARM_REFIT_MIN_ITEMS, WARM_REFIT_SHARE, resolve_warm_start
+
+    assert resolve_warm_start("auto", WARM_REFIT_MIN_ITEMS) == 0.0
+    assert resolve_warm_start("auto", WARM_REFIT_MIN_ITEMS + 1) == WARM_REFIT_SHARE
+    assert resolve_warm_start(0.5, 10) == 0.5
+    model = _model(True).fit(_data())  # 400 items: the full refit
+    assert model.fit_config_["refit_warm_start"] == 0.0
+    assert model.fit_config_["refit_epochs"] == model.history_.best_epoch + 1
