@@ -121,7 +121,7 @@ class MultimodalRecommender(nn.Module):
         epoch on cold-item validation too. With `refit=True` (the default) LightFM, EASE
         and the towers are then retrained on all interactions for the chosen epochs
         (above 10,000 items, `refit_warm_start="auto"`, continued from the validation
-        model for a quarter of them; otherwise the carved items are folded back in). With
+        model for a quarter of them; with `refit=False` the carved items are folded back in). With
         `popularity_prior=True` (the default) a popularity prior for short histories is
         chosen on validation users made into new users (`multirec.prior`).
         """
