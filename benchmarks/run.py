@@ -3,6 +3,13 @@
 
     python benchmarks/run.py --dataset ml-100k --data-dir PATH \\
         [--protocol warm cold-item cold-user] [--seeds 0 1 2] [--quick] [--threads 1] [--out DIR]
+        [--rows multirec | NAME ...] [--set NAME=VALUE ...]
+
+`--set` gives every multirec row a setting (a `MultimodalRecommender` keyword; the value
+is read as JSON, else kept as a string; a row's own settings, such as text-only's
+`cf=False`, win), e.g. `--set refit_warm_start=0.25`, and `--rows`
+runs only the named rows (`multirec`: all multirec rows): an ablation on the benchmark's
+own splits. Both are recorded in the command line of the table.
 
 Data sets: `ml-100k` (default), `synthetic`, `longtail` and every name in `DATASETS` (their
 loaders are imported lazily; a missing one is reported as not available). Protocols:
@@ -355,7 +362,7 @@ def build_rows(args: argparse.Namespace, dim: int | None, tuning: dict) -> list[
     lfm = lambda feats: lambda seed, **kw: LightFMRecommender(  # noqa: E731
         no_components=32, learning_rate=0.05, seed=seed, num_threads=th, use_item_features=feats, **kw)
     text = {"text": {"name": "precomputed", "dim": dim}} if dim else {}
-    mr = dict(show_progress=False)
+    mr = dict(show_progress=False, **args.set)
     # VBPR is not tuned per run: batch 1024 / lr 0.003 / 20 epochs were picked once (NDCG@10 0.254
     # vs 0.234 at lr 0.01 on one ml-100k warm split, seed 0)
     vbpr = dict(n_epochs=3) if quick else dict(n_epochs=20, batch_size=1024, learning_rate=0.003)
@@ -365,10 +372,13 @@ def build_rows(args: argparse.Namespace, dim: int | None, tuning: dict) -> list[
         from multirec.model import MultimodalRecommender
 
         def build(train: InteractionData, seed: int) -> Any:
-            cf = kw.get("cf", True)
+            settings = {**mr, **kw}  # the row's own settings win over --set
+            cf = settings.get("cf", True)
             if cf is True:  # what cf=True means, with explicit threads
                 cf = {"seed": seed, "num_threads": th}
-            return MultimodalRecommender(seed=seed, **mr, **{**kw, "cf": cf})
+            elif isinstance(cf, dict):  # --set cf={...}: LightFM settings, same threads
+                cf = {"seed": seed, "num_threads": th, **cf}
+            return MultimodalRecommender(seed=seed, **{**settings, "cf": cf})
         return build
 
     return [
@@ -392,6 +402,39 @@ def build_rows(args: argparse.Namespace, dim: int | None, tuning: dict) -> list[
         Row("multirec fused + tags", multirec(encoders={**text, "tags": "tags"}), family="multirec",
             needs=("text", "tags", "tags-encoder")),
     ]
+
+
+def select_rows(rows: list[Row], names: list[str] | None) -> list[Row]:
+    """The rows named in `names` (`"multirec"`: every multirec row); all rows for None."""
+    if names is None:
+        return rows
+    known = {r.name for r in rows}
+    unknown = [n for n in names if n != "multirec" and n not in known]
+    if unknown:
+        raise SystemExit(f"--rows: unknown row(s) {unknown}; rows are {sorted(known)} or 'multirec'")
+    return [r for r in rows if r.name in names or ("multirec" in names and r.family == "multirec")]
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """`["refit=false", "dim=32"]` → `{"refit": False, "dim": 32}`; checked as settings of
+    `MultimodalRecommender` (an unknown name or a bad value exits with its message)."""
+    from multirec.errors import ConfigError
+    from multirec.model import MultimodalRecommender
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--set expects NAME=VALUE, got {pair!r}")
+        try:
+            out[name] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name] = text
+    try:
+        MultimodalRecommender(show_progress=False, **out)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise SystemExit(f"--set {pairs}: {exc}") from exc
+    return out
 
 
 def skip_reason(row: Row, data: InteractionData, dim: int | None) -> str | None:
@@ -474,7 +517,7 @@ def run(args: argparse.Namespace, on_block: Callable[[dict[str, Any]], None] | N
     if dim:
         print(f"encoded {raw.n_items} item texts ({dim}-d) in {encode_s:.1f}s", flush=True)
     tuning: dict[str, list] = {}
-    rows = build_rows(args, dim, tuning)
+    rows = select_rows(build_rows(args, dim, tuning), args.rows)
     skipped = {r.name: why for r in rows if (why := skip_reason(r, data, dim))}
     for name, why in skipped.items():
         print(f"skip {name}: {why}", flush=True)
@@ -624,7 +667,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cache-dir", default=None,
                     help="reuse the item text vectors across runs (.npy files in this folder)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--rows", nargs="+", default=None,
+                    help="run only these rows ('multirec': every multirec row)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="a MultimodalRecommender setting for every multirec row (value as JSON)")
     args = ap.parse_args(argv)
+    args.set_pairs, args.set = list(args.set), parse_settings(args.set)
     if args.seeds is None:
         args.seeds = [0] if args.quick else [0, 1, 2]
     if args.threads < 1:
@@ -642,6 +690,10 @@ def command(args: argparse.Namespace) -> str:
     if args.text_model:
         parts.append(f"--text-model {'hash' if args.text_model == 'hash' else 'PATH'}")
     parts.append(f"--threads {args.threads}")
+    if args.rows:
+        parts.append("--rows " + " ".join(repr(r) if " " in r else r for r in args.rows))
+    if args.set_pairs:
+        parts.append("--set " + " ".join(args.set_pairs))
     return " ".join(parts)
 
 

@@ -220,6 +220,34 @@ def test_run_reports_missing_peer_packages_as_skipped_rows(tmp_path, monkeypatch
     assert "- implicit ALS: implicit.cpu.als not installed" in (tmp_path / "synthetic.md").read_text()
 
 
+def test_run_ablation_rows_and_settings(tmp_path):
+    """`--rows` keeps only the named rows, `--set` reaches every multirec model (and the
+    command line of the table); bad names and values exit with the reason."""
+    bench = _script("run")
+    payload = bench.main(["--dataset", "synthetic", "--quick", "--protocol", "warm",
+                          "--text-model", "hash", "--rows", "multirec CF-only", "popularity",
+                          "--set", "refit=false", "dim=16", "--out", str(tmp_path)])
+    assert set(payload["summary"]["warm"]["means"]) == {"multirec CF-only", "popularity"}
+    assert payload["command"].endswith("--rows 'multirec CF-only' popularity --set refit=false dim=16")
+    args = bench.parse_args(["--set", "refit_warm_start=0.25", "cf={\"epochs\": 3}", "fusion=concat"])
+    assert args.set == {"refit_warm_start": 0.25, "cf": {"epochs": 3}, "fusion": "concat"}
+    rows = bench.select_rows(bench.build_rows(args, 8, {}), ["multirec"])
+    assert rows and {r.family for r in rows} == {"multirec"}
+    made = {r.name: r.make(None, 0).get_params() for r in rows}
+    fused = made["multirec fused (defaults)"]
+    assert fused["refit_warm_start"] == 0.25 and fused["fusion"] == "concat"
+    assert fused["cf"] == {"seed": 0, "num_threads": 1, "epochs": 3}
+    assert made["multirec text-only (MiniLM)"]["cf"] is False  # the row's own setting wins
+    with pytest.raises(SystemExit, match="no_such_setting"):
+        bench.parse_args(["--set", "no_such_setting=1"])
+    with pytest.raises(SystemExit, match="refit_warm_start"):
+        bench.parse_args(["--set", "refit_warm_start=2"])
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        bench.parse_args(["--set", "refit"])
+    with pytest.raises(SystemExit, match="unknown row"):
+        bench.select_rows(bench.build_rows(args, 8, {}), ["no such row"])
+
+
 def test_run_unavailable_dataset_is_reported_not_raised(tmp_path):
     bench = _script("run")
     payload = bench.main(["--dataset", "no-such-set", "--quick", "--out", str(tmp_path)])
