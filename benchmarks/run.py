@@ -416,24 +416,17 @@ def select_rows(rows: list[Row], names: list[str] | None) -> list[Row]:
 
 
 def parse_settings(pairs: list[str]) -> dict[str, Any]:
-    """`["refit=false", "dim=32"]` → `{"refit": False, "dim": 32}`; checked as settings of
-    `MultimodalRecommender` (an unknown name or a bad value exits with its message)."""
+    """`--set` pairs (`multirec.config.parse_settings`), checked as `MultimodalRecommender`
+    settings: an unknown name or a bad value exits with its message."""
+    from multirec.config import parse_settings as parse
     from multirec.errors import ConfigError
     from multirec.model import MultimodalRecommender
 
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--set expects NAME=VALUE, got {pair!r}")
-        try:
-            out[name] = json.loads(text)
-        except json.JSONDecodeError:
-            out[name] = text
     try:
+        out = parse(pairs)
         MultimodalRecommender(show_progress=False, **out)
     except (ConfigError, TypeError, ValueError) as exc:
-        raise SystemExit(f"--set {pairs}: {exc}") from exc
+        raise SystemExit(f"--set {' '.join(pairs)}: {exc}") from exc
     return out
 
 

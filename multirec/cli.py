@@ -2,6 +2,7 @@
 
     multirec demo [--size tiny|small|default]        train on built-in synthetic multimodal data
     multirec fit interactions.csv --content items.csv --text-col title --out model/
+                 [--set refit_warm_start=0.25 fusion=gated ...]  any model setting
     multirec recommend model/ --users u1 u2 --n 10
     multirec recommend model/ --all --out recs.parquet --n 100
     multirec encode items.csv --column title --out vectors.npz
@@ -26,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, MultirecError
+from .config import parse_settings
+from .errors import ConfigError, DataError, MultirecError
 
 __all__ = ["main", "build_parser", "default_text_encoder"]
 
@@ -195,6 +197,7 @@ def _fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out_dir(out)
     check_save_target(out, overwrite=args.overwrite)  # before any training, not after
+    settings = parse_settings(args.set)
     df = _read_table(args.interactions, (args.user_col, args.item_col))
     for col, flag in ((args.user_col, "--user-col"), (args.item_col, "--item-col")):
         _need_column(df, col, args.interactions, flag)
@@ -235,7 +238,12 @@ def _fit(args: argparse.Namespace) -> int:
                                   cache_dir=args.cache_dir, show_progress=not args.quiet,
                                   seed=args.seed, device=args.device)
     _set_threads(MultimodalRecommender, kwargs, args.threads)
-    model = MultimodalRecommender(**kwargs)
+    kwargs.update(settings)
+    try:
+        model = MultimodalRecommender(**kwargs)
+    except TypeError as exc:  # an unknown setting name
+        raise ConfigError(f"--set: {exc}; the settings are MultimodalRecommender's keyword "
+                          "arguments (see its docstring)") from exc
     model.fit(data)
     model.save_pretrained(out, overwrite=args.overwrite)
     print(f"saved to {out} (best epoch {model.history_.best_epoch}, "
@@ -388,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true",
                      help="replace a previous multirec save in --out (other files are kept)")
     fit.add_argument("--quiet", action="store_true")
+    fit.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
+                     help="any other MultimodalRecommender setting, the value as JSON, e.g. "
+                          "--set refit_warm_start=0.25 'cf={\"epochs\": 30}' (wins over the "
+                          "flags above)")
     fit.set_defaults(func=_fit)
 
     rec = sub.add_parser("recommend", help="top-n items for users of a saved model",

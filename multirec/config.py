@@ -40,7 +40,7 @@ from .errors import ConfigError
 __all__ = ["TrainConfig", "CFConfig", "NetworkConfig", "ModelConfig", "MODEL_DEFAULTS",
            "check_device", "resolve_threads", "resolve_negatives", "ALL_NEGATIVES_MAX_ITEMS",
            "SAMPLED_NEGATIVES", "WARM_REFIT_MIN_ITEMS", "WARM_REFIT_SHARE", "resolve_warm_start",
-           "from_dict"]
+           "from_dict", "parse_settings"]
 
 ALL_NEGATIVES_MAX_ITEMS = 4096
 SAMPLED_NEGATIVES = 1024
@@ -328,6 +328,28 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
         raise ConfigError(f"unknown {cls.__name__} key(s) {unknown} in {where}; valid keys are "
                           f"{sorted(names)}")
     return cls(**values)
+
+
+def parse_settings(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Command-line settings `["refit=false", "cf={\\"epochs\\": 5}", "fusion=gated"]` →
+    `{"refit": False, "cf": {"epochs": 5}, "fusion": "gated"}`: each value read as JSON,
+    else kept as a string. Names and values are checked where they are used (the model)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise ConfigError(f"a setting must look like NAME=VALUE (e.g. refit_warm_start=0.25), "
+                              f"got {pair!r}")
+        if name in out:
+            raise ConfigError(f"setting {name!r} is given twice ({pairs})")
+        try:
+            out[name] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name] = text
+    return out
 
 
 MODEL_DEFAULTS: dict[str, Any] = {

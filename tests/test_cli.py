@@ -249,3 +249,22 @@ def test_encode_default_text_encoder_works_offline(tmp_path, capsys):
     with np.load(tmp_path / "v.npz") as z:
         assert z["vectors"].shape == (10, 384)
         np.testing.assert_allclose(np.linalg.norm(z["vectors"], axis=1), 1.0, atol=1e-4)
+
+
+def test_fit_set_passes_any_setting_and_reports_bad_ones(tmp_path, capsys):
+    _write_data(tmp_path)
+    base = ["fit", str(tmp_path / "inter.csv"), "--threads", "1", *FAST]
+    assert main([*base, "--out", str(tmp_path / "m"), "--set", "refit=false",
+                 'cf={"no_components": 4, "epochs": 2}', "fusion=concat"]) == 0
+    model = MultimodalRecommender.from_pretrained(tmp_path / "m")
+    params = model.get_params()
+    assert params["refit"] is False and params["fusion"] == "concat"
+    assert model.network.cf_item.shape[1] == 4
+    for bad, message in ((["no_such=1"], "no_such"), (["refit"], "NAME=VALUE"),
+                         (["refit_warm_start=3"], "refit_warm_start"),
+                         (["dim=4", "dim=8"], "given twice")):
+        capsys.readouterr()
+        assert main([*base, "--out", str(tmp_path / "bad"), "--set", *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "bad").exists()
