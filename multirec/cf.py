@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .config import CFConfig
+from .config import CFConfig, is_int
 from .data import FeatureMatrix, InteractionData
 from .errors import ConfigError, DataError, NotFittedError, TrainingDivergedError
 
@@ -113,7 +113,7 @@ class LightFMFactors:
         if not sp.issparse(interactions) or interactions.shape != (self.n_users_, self.n_items_):
             raise DataError(f"fit_more() needs a sparse ({self.n_users_}, {self.n_items_}) matrix "
                             f"(the shape fit() saw), got {getattr(interactions, 'shape', None)}")
-        if not (_is_int_like(epochs) and epochs >= 1):
+        if not (is_int(epochs) and epochs >= 1):
             raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
         x = sp.coo_matrix(interactions, dtype=np.float32)
         _train(self.model_, x, self.user_features_, self.item_features_, self.config,
@@ -179,10 +179,6 @@ def _train(model: Any, interactions: sp.coo_matrix, uf: sp.csr_matrix | None,
                 f"LightFM factors became NaN/inf in epoch {epoch + 1}; lower "
                 f"CFConfig.learning_rate (now {cfg.learning_rate:g}, try {cfg.learning_rate / 10:g}) "
                 "or add item_alpha/user_alpha regularisation")
-
-
-def _is_int_like(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def _epochs(n: int, show_progress: bool):

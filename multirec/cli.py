@@ -241,9 +241,11 @@ def _fit(args: argparse.Namespace) -> int:
     kwargs.update(settings)
     try:
         model = MultimodalRecommender(**kwargs)
-    except TypeError as exc:  # an unknown setting name
+    except TypeError as exc:
+        if not settings:
+            raise
         raise ConfigError(f"--set: {exc}; the settings are MultimodalRecommender's keyword "
-                          "arguments (see its docstring)") from exc
+                          "arguments (see its docstring)") from exc  # an unknown --set name
     model.fit(data)
     model.save_pretrained(out, overwrite=args.overwrite)
     print(f"saved to {out} (best epoch {model.history_.best_epoch}, "

@@ -40,7 +40,7 @@ from .errors import ConfigError
 __all__ = ["TrainConfig", "CFConfig", "NetworkConfig", "ModelConfig", "MODEL_DEFAULTS",
            "check_device", "resolve_threads", "resolve_negatives", "ALL_NEGATIVES_MAX_ITEMS",
            "SAMPLED_NEGATIVES", "WARM_REFIT_MIN_ITEMS", "WARM_REFIT_SHARE", "resolve_warm_start",
-           "from_dict", "parse_settings"]
+           "from_dict", "parse_settings", "is_int"]
 
 ALL_NEGATIVES_MAX_ITEMS = 4096
 SAMPLED_NEGATIVES = 1024
@@ -49,7 +49,8 @@ WARM_REFIT_SHARE = 0.25
 _LOSSES = ("warp", "bpr", "logistic", "warp-kos")
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An integer (Python or NumPy), not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -61,7 +62,7 @@ def _is_number(value: Any) -> bool:
 def _check_ints(owner: str, obj: Any, lows: dict[str, int]) -> None:
     for name, low in lows.items():
         value = getattr(obj, name)
-        if not _is_int(value) or value < low:
+        if not is_int(value) or value < low:
             raise ConfigError(f"{owner}.{name}={value!r}; it must be an integer >= {low}")
 
 
@@ -204,12 +205,12 @@ class TrainConfig:
         if self.loss not in ("bce", "bpr"):
             raise ConfigError(f"loss must be 'bce' or 'bpr', got {self.loss!r}")
         if self.negatives not in ("all", "auto") and not (
-                _is_int(self.negatives) and self.negatives >= 1):
+                is_int(self.negatives) and self.negatives >= 1):
             raise ConfigError(f"negatives must be 'auto', 'all' or a positive int, got "
                               f"{self.negatives!r}")
         if self.distributed not in (True, False, "auto"):
             raise ConfigError(f"distributed must be True, False or 'auto', got {self.distributed!r}")
-        if self.num_threads is not None and not (_is_int(self.num_threads) and self.num_threads >= 1):
+        if self.num_threads is not None and not (is_int(self.num_threads) and self.num_threads >= 1):
             raise ConfigError(f"num_threads must be None or an integer >= 1, got {self.num_threads!r}")
         h = self.new_user_item_item_halflife
         if h != "auto" and (isinstance(h, (bool, str)) or not isinstance(h, (int, float))
@@ -296,7 +297,7 @@ class NetworkConfig:
     def __post_init__(self) -> None:
         _check_ints("NetworkConfig", self, {"n_users": 0, "n_items": 0, "cf_dim": 0, "dim": 1})
         for name, width in self.content_neighbours.items():
-            if not isinstance(name, str) or not _is_int(width) or width < 1:
+            if not isinstance(name, str) or not is_int(width) or width < 1:
                 raise ConfigError(f"content_neighbours[{name!r}]={width!r}; widths must be "
                                   "integers >= 1 keyed by source name")
         if self.n_users > 2**31 or self.n_items > 2**31:
@@ -306,7 +307,7 @@ class NetworkConfig:
             if not (isinstance(m, str) and m.isidentifier()):
                 raise ConfigError(f"modality name {m!r} must be a Python identifier "
                                   "(letters, digits, _; not starting with a digit)")
-            if not _is_int(d) or d < 1:
+            if not is_int(d) or d < 1:
                 raise ConfigError(f"content_dims[{m!r}]={d!r}; it must be an integer >= 1")
         if self.fusion not in ("sum", "concat", "gated"):
             raise ConfigError(f"fusion must be 'sum', 'concat' or 'gated', got {self.fusion!r}")
@@ -389,7 +390,7 @@ class ModelConfig:
         elif not isinstance(cf, CFConfig):
             raise ConfigError(f"cf must be True, False, a CFConfig or a dict of its fields; got {cf!r}")
         for name in ("dim", "encode_batch_size"):
-            if not _is_int(p[name]) or p[name] < 1:
+            if not is_int(p[name]) or p[name] < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {p[name]!r}")
         if p["fusion"] not in ("sum", "concat", "gated"):
             raise ConfigError(f"fusion must be 'sum', 'concat' or 'gated', got {p['fusion']!r}")

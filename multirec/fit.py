@@ -294,7 +294,7 @@ def train(run: FitRun) -> None:
     cfg = run.params.train  # train_network resolves negatives="auto" by the same rule
     run.history = train_network(run.net, run.train_x, run.valid_x, cfg, run.callbacks,
                                 item_item=run.item_item, carve=run.carve)
-    if cfg.refit and run.resolved["refit_warm_start"] > 0:
+    if cfg.refit and run.valid_x is not None and run.resolved["refit_warm_start"] > 0:
         run.trained = {n: p.detach().clone() for n, p in run.net.named_parameters()}
     run.net.cf_item_cold = None  # training only
     if run.net.finetuned:
@@ -352,7 +352,7 @@ def retrain(run: FitRun) -> None:
     epochs = run.history.best_epoch + 1
     run.train_x, run.carve = run.full, None
     share = run.resolved["refit_warm_start"]
-    warm = share > 0 and run.trained is not None
+    warm = run.trained is not None  # taken by `train` exactly when share > 0
     if warm:
         epochs = max(1, round(share * epochs))
         if run.lfm is not None:
