@@ -107,15 +107,17 @@ class EASERecommender:
     Dense closed form up to `dense_max_items` items, neighbourhood-restricted sparse EASE
     (`neighbours` per item) above. `l2=None` picks λ from `multirec.itemitem.l2_grid` on
     `valid_fraction` of each user's training interactions (seeded), then refits on all of
-    them. Items without training interactions score 0.
+    them. Items without training interactions score 0. Plain EASE (Steck 2019) by
+    default; `dropout` > 0 adds the emphasised-denoising penalty (`multirec.itemitem`).
     """
 
     def __init__(self, l2: float | None = None, valid_fraction: float = 0.1, seed: int = 0,
-                 dense_max_items: int | None = None, neighbours: int | None = None) -> None:
+                 dense_max_items: int | None = None, neighbours: int | None = None,
+                 dropout: float = 0.0) -> None:
         if l2 is not None and not l2 > 0:
             raise DataError(f"l2 must be > 0 or None, got {l2!r}")
         self.l2, self.valid_fraction, self.seed = l2, valid_fraction, seed
-        self.dense_max_items, self.neighbours = dense_max_items, neighbours
+        self.dense_max_items, self.neighbours, self.dropout = dense_max_items, neighbours, dropout
 
     def fit(self, data: InteractionData) -> EASERecommender:
         from . import itemitem
@@ -127,7 +129,7 @@ class EASERecommender:
         opts = dict(dense_max_items=itemitem.DENSE_MAX_ITEMS if self.dense_max_items is None
                     else self.dense_max_items,
                     neighbours=itemitem.NEIGHBOURS if self.neighbours is None else self.neighbours,
-                    seed=self.seed)
+                    seed=self.seed, dropout=self.dropout)
         if self.l2 is None:
             train, valid = holdout_split(x, self.valid_fraction, self.seed)
             self.item_item_ = itemitem.fit_item_item(train, valid, **opts).refit(x)

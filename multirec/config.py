@@ -355,7 +355,8 @@ def parse_settings(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 MODEL_DEFAULTS: dict[str, Any] = {
     "encoders": None, "dim": 64, "fusion": "sum", "cf": True, "use_id_embeddings": True,
-    "use_user_cf": True, "item_item": "auto", "item_item_l2": None, "encode_batch_size": 32,
+    "use_user_cf": True, "item_item": "auto", "item_item_l2": None, "item_item_dropout": 0.5,
+    "encode_batch_size": 32,
     "cache_dir": None, "on_error": "raise"}
 
 
@@ -371,6 +372,7 @@ class ModelConfig:
     use_user_cf: bool
     item_item: bool | str
     item_item_l2: float | None
+    item_item_dropout: float
     encode_batch_size: int
     cache_dir: Any
     train: TrainConfig
@@ -399,6 +401,10 @@ class ModelConfig:
         l2 = p["item_item_l2"]
         if l2 is not None and not (_is_number(l2) and 0 < l2 < np.inf):
             raise ConfigError(f"item_item_l2 must be > 0 or None, got {l2!r}")
+        drop = p["item_item_dropout"]
+        if not (_is_number(drop) and 0 <= drop < 1):
+            raise ConfigError(f"item_item_dropout must be a number in [0, 1), got {drop!r}; "
+                              "0 is plain EASE, 0.5 the default")
         for name in ("use_id_embeddings", "use_user_cf"):
             if not isinstance(p[name], (bool, np.bool_)):
                 raise ConfigError(f"{name} must be True or False, got {p[name]!r}")
@@ -407,6 +413,7 @@ class ModelConfig:
         return cls(encoders=p["encoders"], dim=int(p["dim"]), fusion=p["fusion"], cf=cf,
                    use_id_embeddings=bool(p["use_id_embeddings"]), use_user_cf=bool(p["use_user_cf"]),
                    item_item=p["item_item"], item_item_l2=l2,
+                   item_item_dropout=float(drop),
                    encode_batch_size=int(p["encode_batch_size"]), cache_dir=p["cache_dir"],
                    train=train, on_error=p["on_error"])
 
@@ -423,6 +430,7 @@ class ModelConfig:
             "use_id_embeddings": self.use_id_embeddings, "use_user_cf": self.use_user_cf,
             "item_item": self.item_item,
             "item_item_l2": self.item_item_l2 if item_item_l2 is None else item_item_l2,
+            "item_item_dropout": self.item_item_dropout,
             "encode_batch_size": self.encode_batch_size,
             "cache_dir": None if self.cache_dir is None else os.fspath(self.cache_dir),
             "on_error": self.on_error, **self.train.to_dict(),

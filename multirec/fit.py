@@ -284,9 +284,10 @@ def item_item(run: FitRun) -> None:
     p = run.params
     run.item_item = itemitem.fit_item_item(
         run.train_x, run.valid_x, l2=p.item_item_l2, max_valid_users=p.train.max_valid_users,
-        seed=p.train.seed, k=p.train.k)
+        seed=p.train.seed, k=p.train.k, dropout=p.item_item_dropout)
     run.resolved["item_item"] = {"kind": run.item_item.kind, "l2": run.item_item.l2,
-                                 "neighbours": run.item_item.neighbours}
+                                 "neighbours": run.item_item.neighbours,
+                                 "dropout": run.item_item.dropout}
 
 
 def train(run: FitRun) -> None:

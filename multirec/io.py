@@ -239,6 +239,7 @@ def _new_model(cls: type, config: dict[str, Any], spec: dict[str, Any], root: Pa
                ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """An unfitted model from the saved settings (paths from the caller, never the file)."""
     kwargs = dict(config["model"])
+    kwargs.setdefault("item_item_dropout", 0.0)  # saved before the setting existed: plain EASE
     encoder_configs = _check_encoders(kwargs.pop("encoders", None), config["modalities"], spec,
                                       root, encoder_paths)
     kwargs["device"] = device

@@ -58,6 +58,10 @@ class MultimodalRecommender(nn.Module):
             dense up to `itemitem.DENSE_MAX_ITEMS` items, sparse neighbourhood EASE above)
             to the logit with a learned weight: True/"auto" (on) or False.
         item_item_l2: EASE's L2 penalty λ; None picks it on the validation interactions.
+        item_item_dropout: drop probability p of emphasised denoising (Steck 2020): each
+            item's EASE penalty is λ + p / (1 − p) · its number of interactions. 0 is plain
+            EASE; the default 0.5 raised the item-item term's NDCG@10 by 0.5–1.8%
+            (`multirec.itemitem.DROPOUT`).
         encode_batch_size: batch size for content encoding.
         cache_dir: embedding cache directory (None: no cache).
         on_error: "raise" (default) or "skip": an unreadable image/audio file is then treated

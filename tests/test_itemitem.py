@@ -55,9 +55,22 @@ def _planted(seed: int = 0, users: int = 600, items: int = 240, groups: int = 12
     return train, valid
 
 
-def _explicit_ease(x: sp.csr_matrix, l2: float) -> np.ndarray:  # (n, n) float64
+def _explicit_edlae(x: sp.csr_matrix, l2: float, dropout: float) -> np.ndarray:  # (n, n) float64
+    """Column j: ridge regression of item j on every other item, penalty λ + q·count (q = p/(1-p))."""
     g = (x.T @ x).toarray().astype(np.float64)
-    p = np.linalg.inv(g + l2 * np.eye(g.shape[0]))
+    n = g.shape[0]
+    pen = l2 + dropout / (1 - dropout) * np.diag(g)
+    b = np.zeros((n, n))
+    for j in range(n):
+        o = np.delete(np.arange(n), j)
+        b[o, j] = np.linalg.solve(g[np.ix_(o, o)] + np.diag(pen[o]), g[o, j])
+    return b
+
+
+def _explicit_ease(x: sp.csr_matrix, l2: float, dropout: float = 0.0) -> np.ndarray:  # (n, n)
+    """EASE's closed form; with `dropout`, the penalty λ + q·count (the same as `_explicit_edlae`)."""
+    g = (x.T @ x).toarray().astype(np.float64)
+    p = np.linalg.inv(g + np.diag(l2 + dropout / (1 - dropout) * np.diag(g)))
     b = np.eye(g.shape[0]) - p / np.diag(p)
     np.fill_diagonal(b, 0.0)
     return b
@@ -99,24 +112,47 @@ def test_eigen_path_equals_the_per_lambda_inverse():
 
 def test_dense_fit_matches_the_closed_form():
     x = _random_x(seed=4)
-    ii = fit_item_item(x, l2=5.0)
-    assert ii.kind == "dense" and ii.neighbours is None and ii.l2 == 5.0
+    ii = fit_item_item(x, l2=5.0, dropout=0.0)
+    assert ii.kind == "dense" and ii.neighbours is None and ii.l2 == 5.0 and ii.dropout == 0.0
     assert isinstance(ii.weights, np.ndarray) and ii.weights.dtype == np.float32
     np.testing.assert_allclose(ii.weights, _explicit_ease(x, 5.0), atol=1e-5)
     assert ii.nbytes == 25 * 25 * 4
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.25, 0.5])
+def test_dropout_is_a_per_item_penalty_on_both_paths(dropout):
+    x = _random_x(seed=6, users=150, items=20, p=0.25)
+    want = _explicit_edlae(x, 3.0, dropout)
+    dense = fit_item_item(x, l2=3.0, dropout=dropout)
+    sparse = fit_item_item(x, l2=3.0, dropout=dropout, dense_max_items=5, neighbours=19)
+    assert dense.dropout == sparse.dropout == dropout
+    np.testing.assert_allclose(dense.weights, want, atol=1e-5)
+    np.testing.assert_allclose(sparse.weights.toarray(), want, atol=1e-4)
+    if dropout:  # the penalty shrinks popular items' weights more: a different matrix
+        assert not np.allclose(want, _explicit_ease(x, 3.0), atol=1e-3)
+
+
+def test_dropout_is_searched_with_the_same_eigen_path():
+    train, valid = _planted(seed=1)
+    ii = fit_item_item(train, valid, dropout=0.5)
+    direct = fit_item_item(train, l2=ii.l2, dropout=0.5)
+    np.testing.assert_allclose(ii.weights, direct.weights, atol=1e-5)
+    ndcg = {lam: v for lam, v in ii.validation_ndcg.items()}
+    assert ii.l2 == max(ndcg, key=ndcg.get)
+
+
 # ----------------------------------------------------------------------------- λ selection
 
 
-def test_chosen_l2_maximises_validation_ndcg_among_the_grid():
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_chosen_l2_maximises_validation_ndcg_among_the_grid(dropout):
     train, valid = _planted(seed=1)
-    ii = fit_item_item(train, valid, max_valid_users=300, seed=0)
+    ii = fit_item_item(train, valid, max_valid_users=300, seed=0, dropout=dropout)
     users = np.flatnonzero(np.diff(valid.indptr))
     users = np.sort(np.random.default_rng(0).choice(users, 300, replace=False))
     explicit = {}
     for l2 in ii.validation_ndcg:  # the searched grid (with its extension, if any)
-        scores = train[users] @ _explicit_ease(train, l2)
+        scores = train[users] @ _explicit_ease(train, l2, dropout)
         explicit[l2] = ndcg_at_k(scores, valid[users], 10, exclude=train[users])[0] / users.size
     assert set(l2_grid(train)) <= set(ii.validation_ndcg)
     np.testing.assert_allclose([ii.validation_ndcg[l2] for l2 in explicit],
@@ -167,10 +203,11 @@ def test_select_l2_without_validation_users_returns_the_grid_median():
 # ----------------------------------------------------------------------------- sparse path
 
 
-def test_sparse_with_all_neighbours_equals_dense_ease():
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_sparse_with_all_neighbours_equals_dense_ease(dropout):
     x = _random_x(seed=5, users=200, items=30, p=0.15)
-    dense = fit_item_item(x, l2=5.0)
-    sparse = fit_item_item(x, l2=5.0, dense_max_items=10, neighbours=29)
+    dense = fit_item_item(x, l2=5.0, dropout=dropout)
+    sparse = fit_item_item(x, l2=5.0, dense_max_items=10, neighbours=29, dropout=dropout)
     assert sparse.kind == "sparse" and isinstance(sparse.weights, sp.csr_matrix)
     assert sparse.weights.dtype == np.float32
     np.testing.assert_allclose(sparse.weights.toarray(), dense.weights, atol=1e-4)
@@ -227,7 +264,7 @@ def test_scores_at_round_trip_and_refit(sparse, tmp_path):
 
     train, valid = _planted(seed=3, users=200, items=60, groups=6)
     opts = dict(dense_max_items=10, neighbours=12) if sparse else {}
-    ii = fit_item_item(train, valid, **opts)
+    ii = fit_item_item(train, valid, **opts, dropout=0.25)
     assert ii.kind == ("sparse" if sparse else "dense")
     hist = train[:20]
     cols = np.array([5, 0, 59, 5, 17])
@@ -238,14 +275,17 @@ def test_scores_at_round_trip_and_refit(sparse, tmp_path):
                                rtol=1e-5, atol=1e-6)
     save_file(ii.to_arrays(), str(tmp_path / "ii.safetensors"))
     again = ItemItemWeights.from_arrays(load_file(str(tmp_path / "ii.safetensors")))
-    assert (again.kind, again.l2, again.neighbours, again.l2_at_edge) == \
-        (ii.kind, ii.l2, ii.neighbours, ii.l2_at_edge)
+    assert (again.kind, again.l2, again.neighbours, again.l2_at_edge, again.dropout) == \
+        (ii.kind, ii.l2, ii.neighbours, ii.l2_at_edge, 0.25)
     np.testing.assert_array_equal(again.scores(hist), full)
     assert again.nbytes == ii.nbytes
+    old = {k: v for k, v in ii.to_arrays().items() if k != "dropout"}  # saved before dropout
+    assert ItemItemWeights.from_arrays(old).dropout == 0.0
     whole = train + valid
     refit = ii.refit(whole)
-    direct = fit_item_item(whole, l2=ii.l2, **opts)
-    assert (refit.kind, refit.l2, refit.neighbours) == (ii.kind, ii.l2, ii.neighbours)
+    direct = fit_item_item(whole, l2=ii.l2, **opts, dropout=0.25)
+    assert (refit.kind, refit.l2, refit.neighbours, refit.dropout) == \
+        (ii.kind, ii.l2, ii.neighbours, 0.25)
     np.testing.assert_allclose(refit.scores(hist), direct.scores(hist), atol=1e-6)
     assert not np.allclose(refit.scores(hist), full)  # the new interactions changed W
 
@@ -256,6 +296,9 @@ def test_bad_inputs_name_the_value():
         fit_item_item(x, l2=-1.0)
     with pytest.raises(ConfigError, match="neighbours.*0"):
         fit_item_item(x, neighbours=0)
+    for bad in (1.0, -0.1, "0.5", True):
+        with pytest.raises(ConfigError, match=r"item_item_dropout.*\[0, 1\)"):
+            fit_item_item(x, dropout=bad)
     with pytest.raises(DataError, match=r"\(10, 25\)"):
         fit_item_item(x, sp.csr_matrix((10, 25)))
     with pytest.raises(DataError, match="ndarray"):
@@ -324,6 +367,35 @@ def test_item_item_options():
         MultimodalRecommender(item_item="yes")
     with pytest.raises(ConfigError, match="item_item_l2"):
         MultimodalRecommender(item_item_l2=-1.0)
+    with pytest.raises(ConfigError, match=r"item_item_dropout.*1\.5"):
+        MultimodalRecommender(item_item_dropout=1.5)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_item_item_dropout_reaches_the_weights_and_the_save(tmp_path, dropout):
+
+    data, _ = _data()
+    kw = {} if dropout == 0.5 else {"item_item_dropout": dropout}  # 0.5 is the default
+    model = _fit(data, item_item=True, **kw)
+    ii = model.item_item_
+    assert ii.dropout == dropout and model.get_config()["item_item_dropout"] == dropout
+    assert model.fit_config_["item_item"]["dropout"] == dropout
+    np.testing.assert_allclose(
+        ii.weights, fit_item_item(model.user_items_, l2=ii.l2, dropout=dropout).weights, atol=1e-5)
+    model.save_pretrained(tmp_path / "m")
+    again = MultimodalRecommender.from_pretrained(tmp_path / "m")
+    assert again.item_item_dropout == dropout and again.item_item_.dropout == dropout
+
+
+def test_ease_baseline_is_plain_ease_unless_told():
+    from multirec.baselines import EASERecommender
+
+    data, _ = _data()
+    x = data.to_csr()
+    plain = EASERecommender(l2=4.0).fit(data)
+    assert plain.item_item_.dropout == 0.0
+    np.testing.assert_allclose(plain.weights_, fit_item_item(x, l2=4.0, dropout=0.0).weights)
+    assert EASERecommender(l2=4.0, dropout=0.5).fit(data).item_item_.dropout == 0.5
 
 
 def test_ease_baseline_beats_popularity_and_folds_in_history():
