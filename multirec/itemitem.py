@@ -403,11 +403,11 @@ class ItemItemWeights:
                             f"{self.n_items}; refit on the same catalogue")
         if self.kind == "dense":
             return ItemItemWeights(_dense_weights(x, self.l2, self.dropout), self.l2, "dense", None,
-                                   self.l2_at_edge, dict(self.validation_ndcg), self.dropout)
+                                   self.l2_at_edge, dict(self.validation_ndcg), dropout=self.dropout)
         nb = _neighbourhoods(x, int(self.neighbours or NEIGHBOURS))
         w = _to_csr(nb, _solve(nb, [self.l2], self.dropout)[0])
         return ItemItemWeights(w, self.l2, "sparse", self.neighbours, self.l2_at_edge,
-                               dict(self.validation_ndcg), self.dropout)
+                               dict(self.validation_ndcg), dropout=self.dropout)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for safetensors (CSR as data/indices/indptr/shape)."""
@@ -431,11 +431,11 @@ class ItemItemWeights:
         l2, edge = float(np.asarray(d["l2"])[0]), bool(np.asarray(d["l2_at_edge"])[0])
         dropout = _check_dropout(float(np.asarray(d["dropout"])[0])) if "dropout" in d else 0.0
         if "weights" in d:
-            return cls(np.asarray(d["weights"], np.float32), l2, "dense", None, edge, {}, dropout)
+            return cls(np.asarray(d["weights"], np.float32), l2, "dense", None, edge, dropout=dropout)
         shape = tuple(int(s) for s in np.asarray(d["shape"]))
         w = sp.csr_matrix((np.asarray(d["data"], np.float32), np.asarray(d["indices"]),
                            np.asarray(d["indptr"])), shape=shape)
-        return cls(w, l2, "sparse", int(np.asarray(d["neighbours"])[0]), edge, {}, dropout)
+        return cls(w, l2, "sparse", int(np.asarray(d["neighbours"])[0]), edge, dropout=dropout)
 
 
 class CachedScores:
@@ -557,9 +557,9 @@ def fit_item_item(train: sp.spmatrix, valid: sp.spmatrix | None = None, *,
         edge = len(full) > 1 and best in (0, len(full) - 1)
     if kind == "dense":
         w = _dense_from_p(path.p(lam)) if path is not None else _dense_weights(x, lam, drop)
-        return ItemItemWeights(w, lam, "dense", None, edge, scores, drop)
+        return ItemItemWeights(w, lam, "dense", None, edge, scores, dropout=drop)
     w = solved[lam] if lam in solved else _solve(nb, [lam], drop)[0]
-    return ItemItemWeights(_to_csr(nb, w), lam, "sparse", kn, edge, scores, drop)
+    return ItemItemWeights(_to_csr(nb, w), lam, "sparse", kn, edge, scores, dropout=drop)
 
 
 # ----------------------------------------------------------------------------- legacy API
