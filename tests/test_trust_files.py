@@ -473,3 +473,29 @@ def test_a_save_from_before_the_user_carve_loads_with_it_off(model, saved):
     assert config["new_user_valid_users"] == 0.0
     assert config["new_user_item_item_halflife"] == 20.0
     np.testing.assert_allclose(_scores(loaded), before, rtol=1e-6)
+
+
+def test_a_save_from_before_item_item_dropout_loads_as_plain_ease(model, saved):
+    """Saves written before `item_item_dropout` existed have neither the config key nor the
+    arrays' "dropout": they load as plain EASE (0), with the same weights and scores."""
+    root, _ = saved
+    assert model.item_item_ is not None and model.item_item_.dropout == 0.5
+    before = _scores(MultimodalRecommender.from_pretrained(root))
+    _edit(root, "config.json", lambda c: {**c, "model": {
+        k: v for k, v in c["model"].items() if k != "item_item_dropout"}})
+    _edit(root, "item_item.safetensors", lambda d: {k: v for k, v in d.items() if k != "dropout"})
+    loaded = MultimodalRecommender.from_pretrained(root)
+    assert loaded.get_config()["item_item_dropout"] == 0.0 and loaded.item_item_.dropout == 0.0
+    np.testing.assert_array_equal(loaded.item_item_.weights, model.item_item_.weights)
+    np.testing.assert_allclose(_scores(loaded), before, rtol=1e-6)
+
+
+@pytest.mark.parametrize("where", ["config.json", "item_item.safetensors"])
+def test_an_out_of_range_item_item_dropout_is_refused(saved, where):
+    root, _ = saved
+    if where == "config.json":
+        _edit(root, where, lambda c: {**c, "model": {**c["model"], "item_item_dropout": 1.5}})
+    else:
+        _edit(root, where, lambda d: {**d, "dropout": torch.tensor([1.5], dtype=torch.float64)})
+    with pytest.raises(ModelFileError, match=r"item_item_dropout.*1\.5"):
+        MultimodalRecommender.from_pretrained(root)
