@@ -18,7 +18,7 @@ outside the network (sparse or dense weights) and passed to `logits` as `ii`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,7 +30,7 @@ from encoders import Projection
 from .config import NetworkConfig
 from .fusion import make_fusion, modality_dropout
 
-__all__ = ["TwoTowerNetwork", "ItemOutput", "UserOutput", "sparse_bag"]
+__all__ = ["TwoTowerNetwork", "ItemOutput", "UserOutput", "TrainCells", "sparse_bag"]
 
 
 def sparse_bag(rows: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -55,6 +55,11 @@ class ItemOutput:
     memory: torch.Tensor | None = None  # (B,) 1 where the item-item term is used, else 0
     prior: torch.Tensor | None = None  # (B,) popularity prior log(1 + interactions)
     knn: torch.Tensor | None = None  # (B, R) weighted content-neighbour vectors, 0 for warm items
+
+    def take(self, idx: torch.Tensor) -> ItemOutput:
+        """The rows `idx` (C,) of every per-item field."""
+        return ItemOutput(**{f.name: None if (v := getattr(self, f.name)) is None else v[idx]
+                             for f in fields(self)})
 
 
 @dataclass
@@ -420,6 +425,24 @@ class TwoTowerNetwork(nn.Module):
                 out = out.index_add(1, cold, user.knn @ item.knn[cold].T)
         return out
 
+    def pair_logits(self, user: UserOutput, item: ItemOutput, rows: torch.Tensor,
+                    cols: torch.Tensor, ii: torch.Tensor | None = None) -> torch.Tensor:  # (N,)
+        """`raw_logits(user, item, ·)[rows, cols]` for N cells only: O(N·d) instead of
+        O(B·C·d). `rows` (N,) index `user`, `cols` (N,) index `item`; `ii` (N,) are the
+        item-item scores of those cells. Training scores each user's own positives with it."""
+        out = ((user.h[rows] * item.h[cols]).sum(1) + item.bias[cols] + user.bias[rows]
+               + self.global_bias)  # (N,)
+        if user.prior is not None and item.prior is not None:
+            out = out + user.prior[rows] * item.prior[cols]
+        if user.cf.shape[1] and self.use_user_cf:
+            out = out + self.cf_scale * (user.cf[rows] * item.cf[cols]).sum(1)
+        if ii is not None and self.use_item_item:
+            term = ii * (self.ii_scale * item.memory[cols])
+            out = out + (term if user.ii_weight is None else term * user.ii_weight[rows])
+        if user.knn is not None and item.knn is not None:  # item.knn is 0 for warm items
+            out = out + (user.knn[rows] * item.knn[cols]).sum(1)
+        return out
+
     def item_item_term(self, user: UserOutput, item: ItemOutput,
                        ii: torch.Tensor) -> torch.Tensor:  # (B, C)
         """`t·ii_ui·memory_i·v_u`: the weighted item-item scores (`v_u`: `UserOutput.ii_weight`)."""
@@ -441,11 +464,31 @@ class TwoTowerNetwork(nn.Module):
         drop_p: torch.Tensor | None = None,  # (S + 1,) per-source drop prob (+ ID residual)
         use_cf: torch.Tensor | None = None,  # (B,) bool: use the LightFM user factor
         content: dict[str, torch.Tensor] | None = None,  # fine-tuned embeddings of `items`
-    ) -> torch.Tensor:  # (B, P) logits
+        cells: TrainCells | None = None,  # score only these cells of the (B, P) grid
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:  # (B, P), or (B, K) and (N,)
         """One training step's scores: the pool's item vectors, each user's history over the
-        pool, and every (user, pool item) logit. `DistributedDataParallel(net)(...)` calls this,
-        so DDP sees the whole step and all-reduces its gradients."""
+        pool, and every (user, pool item) logit; with `cells`, only the logits at its
+        columns (B, K) and at its pairs (N,) (`ii` then is `cells`' own). Both come from the
+        same pass, so `DistributedDataParallel(net)(...)` sees the whole step and all-reduces
+        its gradients."""
         out = self.items(items, drop_p=drop_p, content=content)
         ctx = self.context(items, out)  # (P, d)
         user = self.users(users, bag, ctx, use_cf=use_cf)
-        return self.raw_logits(user, out, ii)
+        if cells is None:
+            return self.raw_logits(user, out, ii)
+        at_columns = out.take(cells.columns)
+        return (self.raw_logits(user, at_columns, cells.ii_columns),
+                self.pair_logits(user, out, cells.rows, cells.cols, cells.ii_pairs))
+
+
+@dataclass
+class TrainCells:
+    """The cells of a training step's (B, P) user × pool grid that carry loss: K shared
+    columns (sampled negatives) and N (user, item) pairs (each user's positives)."""
+
+    columns: torch.Tensor  # (K,) long pool positions
+    rows: torch.Tensor  # (N,) long batch rows of the pairs
+    cols: torch.Tensor  # (N,) long pool positions of the pairs
+    ii_columns: torch.Tensor | None = None  # (B, K) item-item scores at `columns`
+    ii_pairs: torch.Tensor | None = None  # (N,) item-item scores of the pairs
+

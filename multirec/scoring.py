@@ -12,7 +12,7 @@ up to the user's own terms — that `multirec.index.ItemIndex` searches with FAI
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -129,7 +129,7 @@ class Scorer:
         """Logits of every catalogue item (or of the items `columns`) for one block of users."""
         out, _ = self.catalogue()
         if columns is not None:
-            out = _take(out, torch.from_numpy(np.asarray(columns, np.int64)).to(self.device))
+            out = out.take(torch.from_numpy(np.asarray(columns, np.int64)).to(self.device))
         user = self.users(users, history)
         ii = self.item_item_scores(history, columns)
         with torch.no_grad():
@@ -262,8 +262,3 @@ def iter_logits(net: TwoTowerNetwork, inputs: sp.csr_matrix, users: np.ndarray,
         u = users[s:s + bs]
         yield u, scorer.logits(u, inputs[u], calibrated=calibrated, columns=columns)
 
-
-def _take(out: ItemOutput, idx: torch.Tensor) -> ItemOutput:
-    """The rows `idx` of every per-item field of `out`."""
-    return ItemOutput(**{f.name: None if (v := getattr(out, f.name)) is None else v[idx]
-                         for f in fields(out)})

@@ -7,9 +7,10 @@ without training interactions only train the prior of new items (`cold_bias`), n
 content path (they are unknown, not disliked). The
 loss is binary cross-entropy on observed pairs (label 1) and non-observed pairs (label 0,
 weight `neg_weight`); with sampled negatives each sampled non-observed pair is weighted by
-n_items / K, so the loss is an unbiased estimate of the full-catalogue loss and a step costs
-O(batch × (positives + K)), independent of the catalogue size. BPR (one sampled negative per
-positive) is an option. The user's history is the model input (as a sparse bag, with
+n_items / K, so the loss is an unbiased estimate of the full-catalogue loss; only the cells
+that carry loss are scored (each user's positives and the K shared negatives), so a step
+costs O(batch × (positives + K)), independent of the catalogue size. BPR (one sampled
+negative per positive) is an option. The user's history is the model input (as a sparse bag, with
 dropout on its entries, like a denoising autoencoder) and the targets.
 
 Validation NDCG@k on held-out interactions (at most `max_valid_users` sampled users, one
@@ -47,7 +48,7 @@ from .config import TrainConfig, resolve_negatives
 from .errors import ConfigError, TrainingDivergedError
 from .history import History
 from .itemitem import CachedScores
-from .network import sparse_bag
+from .network import TrainCells, sparse_bag
 from .optim import adam, weighted_bce_sum
 from .ranking import ndcg_at_k, sample_target_rows
 from .scoring import iter_logits
@@ -321,31 +322,66 @@ def _dropped(rows: sp.csr_matrix, p: float, gen: torch.Generator) -> sp.csr_matr
     return out
 
 
+def _in_pool(rows: sp.csr_matrix, pool: np.ndarray) -> sp.csr_matrix:
+    """(B, P) `rows` re-indexed to the columns of `pool` (sorted; it holds every stored
+    item of `rows`): the same as `rows[:, pool]`, without SciPy's column indexing."""
+    indices = np.searchsorted(pool, rows.indices)
+    return sp.csr_matrix((rows.data, indices, rows.indptr), shape=(rows.shape[0], pool.size))
+
+
 def _batch_loss(run: _Run, u: np.ndarray) -> torch.Tensor:
     """Loss of one step for users `u` (B,): mean over the batch of the per-user loss."""
     cfg, device = run.cfg, run.device
     rows = run.X[u]  # (B, n_items) binary
     pool, sampled = _candidate_pool(run, rows)
-    target = torch.from_numpy(rows[:, pool].toarray()).to(device)  # (B, P)
     hist = _dropped(rows, cfg.input_dropout, run.gen)  # (B, n_items) history input
-    bag = sparse_bag(hist[:, pool], device)  # (B, P) sparse
+    bag = sparse_bag(_in_pool(hist, pool), device)  # (B, P) sparse
     ii = None
     if run.item_item is not None and run.net.use_item_item:
         ii = (run.item_item.scores(hist) if sampled is None  # the pool is the catalogue
-              else run.item_item.scores_at(hist, pool))
-        ii = torch.from_numpy(ii).to(device)  # (B, P)
+              else run.item_item.scores_at(hist, pool))  # (B, P)
     use_cf = torch.rand(len(u), generator=run.gen) >= cfg.user_cf_dropout  # (B,)
-    logits = run.model(torch.from_numpy(u).to(device), bag, torch.from_numpy(pool).to(device),
-                       ii=ii, drop_p=run.drop_p, use_cf=use_cf.to(device))  # (B, P)
-    logits = _unknown_as_prior(run, logits, pool)
+    args = (torch.from_numpy(u).to(device), bag, torch.from_numpy(pool).to(device))
+    kwargs = {"drop_p": run.drop_p, "use_cf": use_cf.to(device)}
+    if sampled is not None and cfg.loss == "bce":
+        return _sampled_bce(run, rows, pool, sampled, ii, args, kwargs)
+    target = torch.from_numpy(_in_pool(rows, pool).toarray()).to(device)  # (B, P)
+    ii_t = None if ii is None else torch.from_numpy(ii).to(device)
+    logits = _unknown_as_prior(run, run.model(*args, ii=ii_t, **kwargs), pool)  # (B, P)
     if cfg.loss == "bpr":
         return _bpr(logits, target, run.gen)
-    neg = cfg.neg_weight * (1 - target)  # (B, P)
-    if sampled is not None:  # importance weight: each sampled item stands for n / K items
-        scale = run.X.shape[1] / run.negatives
-        neg = neg * torch.from_numpy(sampled).to(device).to(neg.dtype) * scale
-    weight = target + neg
+    weight = target + cfg.neg_weight * (1 - target)  # every non-observed pair is a negative
     return weighted_bce_sum(logits, target, weight) / len(u)
+
+
+def _sampled_bce(run: _Run, rows: sp.csr_matrix, pool: np.ndarray, sampled: np.ndarray,
+                 ii: np.ndarray | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> torch.Tensor:
+    """BCE with K sampled negatives: each user's positives (label 1, weight 1) and the
+    sampled items it did not interact with (label 0, weight neg_weight · n_items / K, so
+    each stands for n_items / K items). Only those cells are scored, O(B·K + nnz) instead
+    of the whole (B, P) grid, whose other cells (other users' positives) carry no loss."""
+    device, b = run.device, rows.shape[0]
+    columns = np.flatnonzero(sampled)  # (K,) pool positions of the sampled items
+    pair_rows = np.repeat(np.arange(b), np.diff(rows.indptr))  # (N,) each user's positives
+    pair_cols = np.searchsorted(pool, rows.indices)  # (N,) their pool positions
+    cells = TrainCells(
+        columns=torch.from_numpy(columns).to(device),
+        rows=torch.from_numpy(pair_rows).to(device), cols=torch.from_numpy(pair_cols).to(device))
+    if ii is not None:
+        cells.ii_columns = torch.from_numpy(np.ascontiguousarray(ii[:, columns])).to(device)
+        cells.ii_pairs = torch.from_numpy(ii[pair_rows, pair_cols]).to(device)
+    neg, pos = run.model(*args, cells=cells, **kwargs)  # (B, K), (N,)
+    neg = _unknown_as_prior(run, neg, pool[columns])
+    at = np.full(pool.size, -1)
+    at[columns] = np.arange(columns.size)
+    hit = at[pair_cols]  # (N,) the pair's column among the sampled ones, or -1
+    seen = torch.zeros(b, columns.size)  # (B, K) 1 where a sampled item is a positive
+    seen[pair_rows[hit >= 0], hit[hit >= 0]] = 1.0
+    seen = seen.to(device)
+    scale = run.cfg.neg_weight * run.X.shape[1] / run.negatives
+    loss = weighted_bce_sum(neg, torch.zeros_like(neg), (1 - seen) * scale)
+    return (loss + weighted_bce_sum(pos, torch.ones_like(pos), torch.ones_like(pos))) / b
 
 
 def _all_finite(run: _Run, loss: torch.Tensor) -> bool:

@@ -197,6 +197,85 @@ def _planted(n_users=200, n_items=600, per_user=15, seed=0):
     return train, valid, V.astype(np.float32)
 
 
+def _full_net(n_users=12, n_items=40, seed=0) -> TwoTowerNetwork:
+    """Every logit term on: content, CF, item-item, popularity prior, content neighbours."""
+    torch.manual_seed(seed)
+    net = TwoTowerNetwork(NetworkConfig(n_users=n_users, n_items=n_items, content_dims={"vec": 5},
+                                        cf_dim=4, dim=8, item_item=True,
+                                        content_neighbours={"tags": 3}))
+    with torch.no_grad():
+        for buf in (net.content_vec, net.cf_item, net.cf_user, net.content_basis):
+            buf.normal_()
+        net.item_prior.uniform_(0, 3)
+        net.prior_weight.fill_(0.7)
+        net.new_user_ii_halflife.fill_(2.0)
+        net.has_vec.fill_(True)
+        net.has_cf.fill_(True)
+        net.warm_user[: n_users // 2] = True
+        net.warm_item[: n_items * 3 // 4] = True  # the rest are cold (content neighbours)
+        net.user_bias.weight.normal_()
+        net.item_bias.weight.normal_()
+    net.set_content_weight("tags", 0.5)
+    return net.eval()
+
+
+def test_pair_logits_equal_the_grid_at_those_cells():
+    net = _full_net()
+    hist = sp.random(12, 40, density=0.2, random_state=1, format="csr", dtype=np.float32)
+    items = torch.arange(40)
+    ii = torch.randn(12, 40)
+    rng = np.random.default_rng(0)
+    rows, cols = torch.from_numpy(rng.integers(12, size=200)), torch.from_numpy(rng.integers(40, size=200))
+    with torch.no_grad():
+        out = net.items(items)
+        ctx = net.context(items, out)
+        for users in (torch.arange(12), None):  # known users (half warm), users it does not know
+            user = net.users(users, sparse_bag(hist), ctx, basis=net.content_basis)
+            assert user.knn is not None and user.prior is not None
+            grid = net.raw_logits(user, out, ii)  # (12, 40)
+            pairs = net.pair_logits(user, out, rows, cols, ii[rows, cols])  # (200,)
+            torch.testing.assert_close(pairs, grid[rows, cols], rtol=1e-5, atol=1e-5)
+
+
+def test_sampled_step_scores_only_loss_cells_and_equals_the_grid_loss():
+    """The sampled-negative step (each user's positives + K shared negatives) has the loss
+    and the gradients of the full (B, P) pool grid weighted as before: positives 1, sampled
+    non-positives neg_weight · n / K, everything else 0."""
+    from multirec import training
+    from multirec.itemitem import fit_item_item
+    from multirec.optim import weighted_bce_sum
+
+    train, _, _ = _planted(n_users=60, n_items=120, per_user=10)
+    net = _full_net(n_users=60, n_items=120)
+    net.train()
+    ii = fit_item_item(train, l2=5.0)
+    cfg = TrainConfig(negatives=16, batch_size=20, input_dropout=0.0, modality_dropout=0.0,
+                      id_dropout=0.0, user_cf_dropout=0.0, neg_weight=0.5, show_progress=False)
+    run = training._make_run(net, train, cfg, item_item=ii)
+    users = training._epoch_users(run)[:20]
+    state = run.rng.bit_generator.state
+    loss = training._batch_loss(run, users)
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+    net.zero_grad()
+
+    run.rng.bit_generator.state = state  # the same sampled negatives
+    rows = train[users]
+    pool, sampled = training._candidate_pool(run, rows)
+    assert sampled.sum() == 16 and pool.size > 16
+    logits = net(torch.from_numpy(users), sparse_bag(rows[:, pool]), torch.from_numpy(pool),
+                 ii=torch.from_numpy(ii.scores_at(rows, pool)), drop_p=run.drop_p,
+                 use_cf=torch.ones(20, dtype=torch.bool))  # (B, P)
+    logits = training._unknown_as_prior(run, logits, pool)  # unknown items: the cold prior only
+    target = torch.from_numpy(rows[:, pool].toarray())
+    neg = 0.5 * (1 - target) * torch.from_numpy(sampled).float() * (120 / 16)
+    expected = weighted_bce_sum(logits, target, target + neg) / 20
+    expected.backward()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    for k, g in grads.items():
+        torch.testing.assert_close(g, net.get_parameter(k).grad, rtol=1e-4, atol=1e-5, msg=k)
+
+
 def test_sampled_negatives_learn_a_planted_signal():
     train, valid, V = _planted()
     torch.manual_seed(0)
