@@ -60,12 +60,16 @@ def candidate_mask(candidates: np.ndarray, n_items: int) -> np.ndarray:  # (n_it
 
 
 def masked_scores(scores: np.ndarray, exclude: sp.spmatrix | None = None,
-                  candidates: np.ndarray | None = None) -> np.ndarray:  # (U, n) float64
-    """Copy of `scores` with excluded and non-candidate items at -inf (NaN raises)."""
-    s = np.array(scores, dtype=np.float64, copy=True)
+                  candidates: np.ndarray | None = None, *,
+                  dtype: type = np.float64) -> np.ndarray:  # (U, n) float64
+    """Copy of `scores` with excluded and non-candidate items at -inf (NaN raises).
+
+    `dtype=np.float32` keeps float32 scores in float32 (half the memory traffic for the
+    ranking; the order is the same, float32 → float64 being exact)."""
+    s = np.array(scores, dtype=dtype, copy=True)
     if s.ndim != 2:
         raise DataError(f"scores must be a 2-D (users, items) array, got shape {s.shape}")
-    if np.isnan(s).any():
+    if np.isnan(s.sum()) and np.isnan(s).any():  # the sum is NaN whenever an entry is
         r, c = np.argwhere(np.isnan(s))[0]
         raise DataError(f"scores contain {int(np.isnan(s).sum())} NaN value(s) (first at row {r}, "
                         f"item {c}); the model produced invalid scores")
@@ -132,15 +136,24 @@ def ndcg_at_k(scores: np.ndarray, target: sp.spmatrix, k: int, *,
     The same definition as `multirec.metrics` (binary gains 1/log2(rank + 1), IDCG over
     min(k, |relevant|) hits); relevant items that are excluded do not count.
     """
-    s = masked_scores(scores, exclude)
-    top, _ = topk(s, k, seed=seed, masked=True)
-    rel = sp.csr_matrix(target, dtype=np.float32).astype(bool).toarray() & (s > -np.inf)
-    n_rel = rel.sum(1)
+    wide = np.float32 if np.asarray(scores).dtype == np.float32 else np.float64
+    s = masked_scores(scores, exclude, dtype=wide)  # (U, n)
+    top, _ = topk(s, k, seed=seed, masked=True)  # (U, kk)
+    t = sp.csr_matrix(target, copy=True)
+    t.sum_duplicates()  # canonical: sorted indices, so the cell keys below are sorted
+    t.eliminate_zeros()
+    t_rows = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))  # (nnz,)
+    ok = s[t_rows, t.indices] > -np.inf  # relevant: a target item that can be ranked
+    n_rel = np.bincount(t_rows[ok], minlength=s.shape[0])  # (U,)
     keep = n_rel > 0
     if not keep.any():
         return 0.0, 0
     kk = top.shape[1]
-    hits = np.take_along_axis(rel, np.maximum(top, 0), 1) & (top >= 0)  # (U, kk)
+    n = s.shape[1]
+    relevant = t_rows[ok] * n + t.indices[ok]  # (R,) sorted cell keys row · n + item
+    cells = np.arange(top.shape[0])[:, None] * n + np.maximum(top, 0)  # (U, kk)
+    at = np.minimum(np.searchsorted(relevant, cells), max(relevant.size - 1, 0))
+    hits = (relevant[at] == cells) & (top >= 0)  # (U, kk)
     disc = 1.0 / np.log2(np.arange(2, kk + 2))
     ideal = np.cumsum(disc)[np.minimum(n_rel[keep], kk) - 1]
     return float(((hits[keep] * disc).sum(1) / ideal).sum()), int(keep.sum())

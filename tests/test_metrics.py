@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from multirec.errors import DataError
 from multirec.metrics import METRICS, coverage, ranking_metrics, top_k
-from multirec.ranking import tie_order
+from multirec.ranking import ndcg_at_k, tie_order
 
 SETTINGS = dict(deadline=None, derandomize=True)
 
@@ -97,6 +97,34 @@ def test_matches_reference(problem):
         finite = got[name][~np.isnan(got[name])]
         assert np.all((finite >= 0) & (finite <= 1)), name
     assert got["topk"].shape == (len(ref["users"]), min(k, scores.shape[1]))
+
+
+@settings(max_examples=250, **SETTINGS)
+@given(ranking_problems())
+def test_validation_ndcg_kernel_matches_reference(problem):
+    """`ranking.ndcg_at_k` (validation, the λ search, post-hoc grids) gives the reference
+    NDCG sum and user count, for float64 and float32 scores alike."""
+    scores, test, k, exclude, _ = problem
+    ref = reference_metrics(scores, test, k, exclude)
+    for dtype in (np.float64, np.float32):
+        total, n = ndcg_at_k(scores.astype(dtype), test, k, exclude=exclude)
+        assert n == len(ref["users"])
+        assert total == pytest.approx(float(ref["ndcg"].sum()), abs=1e-9)
+
+
+def test_validation_ndcg_kernel_reads_targets_as_given():
+    """Explicit zeros in the target are not relevant, duplicates count once, and the
+    caller's matrix is left as it was."""
+    scores = np.array([[3.0, 2.0, 1.0, 0.0]])
+    target = sp.csr_matrix((np.array([0.0, 1.0, 1.0]), np.array([0, 2, 2]), np.array([0, 3])),
+                           shape=(1, 4))
+    before = (target.data.copy(), target.indices.copy())
+    total, n = ndcg_at_k(scores, target, 2)
+    assert n == 1 and total == pytest.approx(0.0)  # item 2 is third, item 0 is not relevant
+    total, n = ndcg_at_k(scores, target, 3)
+    assert total == pytest.approx(1 / math.log2(4))
+    np.testing.assert_array_equal(target.data, before[0])
+    np.testing.assert_array_equal(target.indices, before[1])
 
 
 @settings(max_examples=150, **SETTINGS)
