@@ -31,7 +31,7 @@ from .errors import EncoderConfigError, EncoderInputError
 if TYPE_CHECKING:
     from .cache import EmbeddingCache
 
-__all__ = ["Encoder", "batched", "content_hash"]
+__all__ = ["Encoder", "Prepared", "batched", "content_hash"]
 
 
 def batched(items: Iterable[Any], batch_size: int) -> Iterator[list[Any]]:
@@ -297,15 +297,34 @@ class Encoder(nn.Module):
         """
         if len(raw_batch) == 0:
             raise EncoderInputError(f"{type(self).__name__}.encode() got an empty batch")
+        return self._run(lambda: self.preprocess(list(raw_batch)), len(raw_batch))
+
+    def prepare(self, raw_items: Sequence[Any]) -> Prepared:
+        """`raw_items` made ready to be encoded by position, again and again
+        (`encode_prepared`): what fine-tuning does with the catalogue at every step. The
+        base class keeps the items and preprocesses each batch when asked (exactly
+        `encode`); an encoder whose preprocessing is costly and sliceable (tags) does it
+        once here. `None` items may be present; they must not be asked for."""
+        return Prepared(self, raw_items)
+
+    def encode_prepared(self, prepared: Prepared, positions: Sequence[int]) -> torch.Tensor:
+        """`encode([raw_items[i] for i in positions])` for items made ready by `prepare`
+        (the same vectors; (len(positions), dim))."""
+        if len(positions) == 0:
+            raise EncoderInputError(f"{type(self).__name__}.encode_prepared() got no positions")
+        return self._run(lambda: prepared.inputs(positions), len(positions))
+
+    def _run(self, inputs: Any, n: int) -> torch.Tensor:  # (n, dim)
+        """forward(inputs()) on the encoder's device, without gradients when frozen, checked."""
         if self.frozen and not torch.is_inference_mode_enabled():
             with torch.inference_mode():
-                out = self.encode(raw_batch)
+                out = self._run(inputs, n)
             return out.clone()  # a normal tensor again, usable in the caller's autograd graph
-        out = self(_to_device(self.preprocess(list(raw_batch)), self.device))
-        if out.ndim != 2 or out.shape[0] != len(raw_batch) or out.shape[1] != self.dim:
+        out = self(_to_device(inputs(), self.device))
+        if out.ndim != 2 or out.shape[0] != n or out.shape[1] != self.dim:
             raise EncoderConfigError(
                 f"{type(self).__name__}.forward returned shape {tuple(out.shape)}, expected "
-                f"({len(raw_batch)}, {self.dim}); check `dim` and the pooling in forward()"
+                f"({n}, {self.dim}); check `dim` and the pooling in forward()"
             )
         return out
 
@@ -423,6 +442,21 @@ class Encoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"modality={self.modality!r}, dim={self.dim}"
+
+
+class Prepared:
+    """Raw items ready to be encoded by position (`Encoder.prepare`). This base version
+    preprocesses the asked-for items on each call; subclasses may precompute."""
+
+    def __init__(self, encoder: Encoder, raw_items: Sequence[Any]) -> None:
+        self.encoder, self.raw = encoder, list(raw_items)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def inputs(self, positions: Sequence[int]) -> Any:
+        """`encoder.preprocess` of the items at `positions`."""
+        return self.encoder.preprocess([self.raw[int(i)] for i in positions])
 
 
 def _take_keys(key_iter: Iterator[str], n: int) -> list[str]:

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Encoder, content_hash
+from .base import Encoder, Prepared, content_hash
 from .errors import EncoderConfigError, EncoderInputError
 from .registry import register_encoder
 from .text import resolve_device
 
-__all__ = ["TagEncoder"]
+__all__ = ["TagEncoder", "PreparedTags"]
 
 _NORMALIZE = ("sum", "sqrt", "none")
 _OOV = ("bucket", "ignore")
@@ -250,6 +250,13 @@ class TagEncoder(Encoder):
                 "offsets": torch.tensor(offsets, dtype=torch.long),  # (B,)
                 "counts": torch.tensor(counts, dtype=torch.float32)}  # (B,)
 
+    def prepare(self, raw_items: Sequence[Any]) -> PreparedTags:
+        """Every item parsed and normalised once (`None`: an empty item, never asked for);
+        each `encode_prepared` then only slices the arrays. Fine-tuning embeds a few
+        thousand items per step: measured on 20k long-tail items (1 thread), the Python
+        parsing was 48 of 70 ms per step."""
+        return PreparedTags(self, raw_items)
+
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:  # (B, dim)
         if self.bag is None:
             raise EncoderConfigError("TagEncoder has no vocabulary yet; call fit_vocabulary(items) first")
@@ -278,3 +285,39 @@ class TagEncoder(Encoder):
     def extra_repr(self) -> str:
         size = "unfitted" if self.vocabulary_ is None else f"vocabulary={len(self.vocabulary_)}"
         return f"modality={self.modality!r}, dim={self.dim}, {size}, normalize={self.normalize!r}"
+
+
+class PreparedTags(Prepared):
+    """`TagEncoder.preprocess` of a whole catalogue, kept as flat arrays (CSR-like) so
+    any subset's inputs are a slice. Rebuilt when the encoder's vocabulary changes."""
+
+    def __init__(self, encoder: TagEncoder, raw_items: Sequence[Any]) -> None:
+        super().__init__(encoder, raw_items)
+        self._build()
+
+    def _build(self) -> None:
+        enc = self.encoder
+        if not enc.fitted:
+            enc.fit_vocabulary([x for x in self.raw if x is not None])
+        self._index = enc.index_
+        flat = enc.preprocess([[] if x is None else x for x in self.raw]) if self.raw else None
+        if flat is None:
+            self._rows, self._weights = torch.zeros(0, dtype=torch.long), torch.zeros(0)
+            self._indptr, self._counts = np.zeros(1, np.int64), torch.zeros(0)
+            return
+        self._rows, self._weights, self._counts = flat["rows"], flat["weights"], flat["counts"]
+        self._indptr = np.append(flat["offsets"].numpy(), self._rows.numel())  # (n + 1,)
+
+    def inputs(self, positions: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The same dict as `preprocess` of the items at `positions`, by slicing."""
+        if self.encoder.index_ is not self._index:  # the vocabulary was rebuilt since
+            self._build()
+        pos = np.asarray(positions, dtype=np.int64)  # (B,)
+        if pos.size and (pos.min() < 0 or pos.max() >= len(self.raw)):
+            raise EncoderInputError(f"positions must lie in 0..{len(self.raw) - 1}, got "
+                                    f"{int(pos.min())}..{int(pos.max())}")
+        starts, lengths = self._indptr[pos], np.diff(self._indptr)[pos]  # (B,), (B,)
+        offsets = (np.cumsum(lengths) - lengths).astype(np.int64)  # (B,) each start in the slice
+        take = torch.from_numpy(np.repeat(starts - offsets, lengths) + np.arange(lengths.sum()))
+        return {"rows": self._rows[take], "weights": self._weights[take],
+                "offsets": torch.from_numpy(offsets), "counts": self._counts[torch.from_numpy(pos)]}

@@ -180,7 +180,8 @@ class TwoTowerNetwork(nn.Module):
         if unknown:
             raise ValueError(f"no content modality {unknown} in this network ({self.modalities})")
         self.encoders = nn.ModuleDict(encoders)
-        self._raw = dict(raw or {})
+        # each modality's raw content made ready once (`Encoder.prepare`): steps embed by position
+        self._prepared = {m: encoders[m].prepare(r) for m, r in (raw or {}).items() if m in encoders}
         self._encode_batch_size = batch_size
 
     def live_content(self, items: torch.Tensor) -> dict[str, torch.Tensor]:  # {m: (B, d_m)}
@@ -188,14 +189,14 @@ class TwoTowerNetwork(nn.Module):
         out = {}
         for m in self.finetuned:
             emb = getattr(self, f"content_{m}")[items].clone()  # (B, d_m); missing rows stay 0
-            raw = self._raw.get(m)
-            if raw is None:
+            prepared = self._prepared.get(m)
+            if prepared is None:
                 raise RuntimeError(f"no raw {m!r} content attached; fine-tuning needs "
                                    "attach_encoders(raw=...)")
             rows = torch.nonzero(getattr(self, f"has_{m}")[items]).squeeze(1)  # (b,)
             if rows.numel():
-                batch = [raw[int(i)] for i in items[rows].tolist()]
-                emb = emb.index_put((rows,), self.encoders[m].encode(batch).to(emb.dtype))
+                vecs = self.encoders[m].encode_prepared(prepared, items[rows].tolist())  # (b, d_m)
+                emb = emb.index_put((rows,), vecs.to(emb.dtype))
             out[m] = emb
         return out
 
@@ -205,13 +206,14 @@ class TwoTowerNetwork(nn.Module):
         was = self.training
         self.eval()
         for m in self.finetuned:
-            buf, has, raw = getattr(self, f"content_{m}"), getattr(self, f"has_{m}"), self._raw.get(m)
-            if raw is None:
+            buf, has, prepared = (getattr(self, f"content_{m}"), getattr(self, f"has_{m}"),
+                                  self._prepared.get(m))
+            if prepared is None:
                 continue
-            rows = torch.nonzero(has[: len(raw)]).squeeze(1).tolist()
+            rows = torch.nonzero(has[: len(prepared)]).squeeze(1).tolist()
             for s in range(0, len(rows), self._encode_batch_size):
                 chunk = rows[s:s + self._encode_batch_size]
-                buf[chunk] = self.encoders[m].encode([raw[i] for i in chunk]).to(buf.dtype)
+                buf[chunk] = self.encoders[m].encode_prepared(prepared, chunk).to(buf.dtype)
         self.train(was)
 
     # ------------------------------------------------------------------ sizes

@@ -10,8 +10,8 @@ weight `neg_weight`); with sampled negatives each sampled non-observed pair is w
 n_items / K, so the loss is an unbiased estimate of the full-catalogue loss; only the cells
 that carry loss are scored (each user's positives and the K shared negatives), so a step
 costs O(batch × (positives + K)), independent of the catalogue size. BPR (one sampled
-negative per positive) is an option. The user's history is the model input (as a sparse bag, with
-dropout on its entries, like a denoising autoencoder) and the targets.
+negative per positive) is an option. The user's history is the model input (as a sparse
+bag, with dropout on its entries, like a denoising autoencoder) and the targets.
 
 Validation NDCG@k on held-out interactions (at most `max_valid_users` sampled users, one
 ranking kernel: `multirec.ranking`) drives early stopping; the best weights are restored at

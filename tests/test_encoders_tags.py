@@ -251,3 +251,57 @@ def test_encode_iter_does_not_leak_inference_mode_to_the_caller():
     assert modes == [False, False, False]
     vecs = enc.encode_all(ITEMS, show_progress=False)
     assert not vecs.requires_grad and torch.equal(vecs, enc.encode(ITEMS).detach())
+
+
+# ---------------------------------------------------------------------- prepared catalogue
+CATALOGUE = [["rock", "indie"], None, {"jazz": 2.0, "rock": 0.5}, [], ["unknown-tag", "rock"],
+             "blues", [3, 3, "jazz"], None, ["indie"]]
+
+
+@pytest.mark.parametrize("normalize", ["sum", "sqrt", "none"])
+@pytest.mark.parametrize("oov", ["bucket", "ignore"])
+def test_prepared_catalogue_encodes_exactly_like_encode(normalize, oov):
+    enc = _enc(normalize=normalize, oov=oov).fit_vocabulary([["rock", "indie"], ["jazz"], [3], "blues"])
+    prepared = enc.prepare(CATALOGUE)
+    assert len(prepared) == len(CATALOGUE)
+    for positions in ([0], [8, 2, 0], [3, 4, 5, 6], [6, 6, 2]):  # any order, repeats, empty items
+        want = enc.encode([CATALOGUE[i] for i in positions])
+        got = enc.encode_prepared(prepared, positions)
+        assert torch.equal(got, want), positions
+    with pytest.raises(EncoderInputError, match="positions"):
+        enc.encode_prepared(prepared, [9])
+    with pytest.raises(EncoderInputError, match="no positions"):
+        enc.encode_prepared(prepared, [])
+
+
+def test_prepared_catalogue_keeps_gradients_and_follows_a_new_vocabulary():
+    enc = _enc()
+    prepared = enc.prepare(CATALOGUE)  # not fitted yet: the vocabulary comes from the items
+    assert enc.vocabulary_ == [3, "blues", "indie", "jazz", "rock", "unknown-tag"]
+    enc.encode_prepared(prepared, [0, 2]).sum().backward()
+    assert enc.bag.weight.grad is not None and enc.bag.weight.grad.abs().sum() > 0
+    enc.fit_vocabulary([["jazz"]])  # rebuilt: "rock" is now out of vocabulary
+    assert torch.equal(enc.encode_prepared(prepared, [0, 2]), enc.encode([CATALOGUE[0], CATALOGUE[2]]))
+
+
+def test_base_prepare_preprocesses_the_asked_items():
+    class Lengths(Encoder):
+        modality = "text"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.dim = 1
+            self.calls: list[list[str]] = []
+
+        def preprocess(self, raw_batch):
+            self.calls.append(list(raw_batch))
+            return torch.tensor([[float(len(x))] for x in raw_batch])
+
+        def forward(self, inputs):
+            return inputs
+
+    enc = Lengths()
+    prepared = enc.prepare(["a", None, "abc"])
+    assert enc.calls == []  # nothing done up front
+    assert enc.encode_prepared(prepared, [2, 0]).tolist() == [[3.0], [1.0]]
+    assert enc.calls == [["abc", "a"]]
