@@ -38,12 +38,14 @@ import numpy as np
 from .errors import ConfigError
 
 __all__ = ["TrainConfig", "CFConfig", "NetworkConfig", "ModelConfig", "MODEL_DEFAULTS",
-           "check_device", "resolve_threads", "resolve_negatives", "ALL_NEGATIVES_MAX_ITEMS",
+           "check_device", "resolve_threads", "resolve_negatives", "resolve_sparse_updates",
+           "ALL_NEGATIVES_MAX_ITEMS", "SPARSE_UPDATES_MIN_ITEMS",
            "SAMPLED_NEGATIVES", "WARM_REFIT_MIN_ITEMS", "WARM_REFIT_SHARE", "resolve_warm_start",
            "from_dict", "parse_settings", "is_int"]
 
 ALL_NEGATIVES_MAX_ITEMS = 4096
 SAMPLED_NEGATIVES = 1024
+SPARSE_UPDATES_MIN_ITEMS = 50_000  # `sparse_updates="auto"` from this many items
 WARM_REFIT_MIN_ITEMS = 10_000
 WARM_REFIT_SHARE = 0.25
 _LOSSES = ("warp", "bpr", "logistic", "warp-kos")
@@ -118,6 +120,21 @@ def resolve_negatives(negatives: int | str, n_items: int) -> int | str:
     return negatives
 
 
+def resolve_sparse_updates(setting: bool | str, negatives: int | str, n_items: int,
+                           world_size: int = 1) -> bool:
+    """Whether the per-item and per-user tables train with sparse gradients and lazy Adam.
+
+    "auto" does from `SPARSE_UPDATES_MIN_ITEMS` items, when negatives are sampled
+    (`negatives` resolved; with "all" every item row has a gradient at every step anyway),
+    in a single process (DDP all-reduces dense gradients). Measured (1 thread, the ID
+    tables' part of a step, ~5,700 rows touched): 8.5 ms dense against 8.1 ms sparse at 20k
+    items, 69 against 12 ms at 200k; a whole step at 20k items was 27 ms dense, 30 ms
+    sparse (gathering scattered rows costs more per row than streaming the whole table)."""
+    if setting == "auto":
+        return negatives != "all" and n_items >= SPARSE_UPDATES_MIN_ITEMS and world_size == 1
+    return bool(setting)
+
+
 def resolve_warm_start(setting: float | str, n_items: int) -> float:
     """The share of epochs a warm-started refit runs (0: the refit trains from scratch)."""
     if setting == "auto":
@@ -142,6 +159,10 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw"] = "adam"
     loss: Literal["bce", "bpr"] = "bce"
     negatives: int | Literal["all", "auto"] = "auto"
+    # the ID tables (item_id, item_ctx_id, item_bias, user_bias) with sparse gradients and
+    # lazy Adam (`optim.LazyAdam`: only the rows a step touched move), so a step's cost does
+    # not grow with the catalogue; "auto": from 50,000 items with sampled negatives, one process
+    sparse_updates: bool | Literal["auto"] = "auto"
     neg_weight: float = 0.5
     input_dropout: float = 0.5  # dropout on the history bag (denoising)
     modality_dropout: float = 0.25  # chance to hide each content/CF source of an item per step
@@ -208,6 +229,11 @@ class TrainConfig:
                 is_int(self.negatives) and self.negatives >= 1):
             raise ConfigError(f"negatives must be 'auto', 'all' or a positive int, got "
                               f"{self.negatives!r}")
+        if not (isinstance(self.sparse_updates, (bool, np.bool_)) or self.sparse_updates == "auto"):
+            raise ConfigError(f"sparse_updates must be True, False or 'auto', got {self.sparse_updates!r}")
+        if self.sparse_updates is True and self.weight_decay > 0:
+            raise ConfigError(f"sparse_updates=True has no weight decay (lazy Adam), but weight_decay="
+                              f"{self.weight_decay}; pass sparse_updates=False or weight_decay=0")
         if self.distributed not in (True, False, "auto"):
             raise ConfigError(f"distributed must be True, False or 'auto', got {self.distributed!r}")
         if self.num_threads is not None and not (is_int(self.num_threads) and self.num_threads >= 1):

@@ -247,6 +247,11 @@ class TwoTowerNetwork(nn.Module):
             self.user_bias.weight = nn.Parameter(pad(self.user_bias.weight.data, n_users))
             self.user_bias.num_embeddings = n_users
 
+    def id_tables(self) -> list[nn.Embedding]:
+        """The per-item and per-user tables (ID residual, history context, biases): the
+        parameters that grow with the catalogue and the users (see `sparse_updates`)."""
+        return [self.item_id, self.item_ctx_id, self.item_bias, self.user_bias]
+
     # ------------------------------------------------------------------ item tower
     def source_mask(self, items: torch.Tensor) -> torch.Tensor:  # (B, S) bool
         cols = ([self.has_cf[items]] if self.cf_item_proj is not None else [])

@@ -44,12 +44,12 @@ import torch.nn.functional as F
 
 from . import distributed
 from .checkpoint import Checkpoint, check_fingerprint, fingerprint, load_checkpoint, save_checkpoint
-from .config import TrainConfig, resolve_negatives
+from .config import TrainConfig, resolve_negatives, resolve_sparse_updates
 from .errors import ConfigError, TrainingDivergedError
 from .history import History
 from .itemitem import CachedScores
 from .network import TrainCells, sparse_bag
-from .optim import adam, weighted_bce_sum
+from .optim import adam_with_sparse, weighted_bce_sum
 from .ranking import ndcg_at_k, sample_target_rows
 from .scoring import iter_logits
 
@@ -98,7 +98,7 @@ class _Run:
 
     net: Any  # the network; its weights are the model's
     model: Any  # `net`, or `DistributedDataParallel(net)` under DDP (the step goes through it)
-    opt: torch.optim.Optimizer
+    opt: Any  # torch.optim.Optimizer, or `optim.OptimizerGroup` with lazy Adam for the ID tables
     X: sp.csr_matrix  # (n_users, n_items) binary training interactions
     users: np.ndarray  # users with at least one training interaction
     cfg: TrainConfig
@@ -113,6 +113,7 @@ class _Run:
     warm: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (n_items,) trained on
     rank: int = 0
     world: int = 1
+    sparse_tables: list[Any] = field(default_factory=list)  # ID tables with sparse gradients
 
 
 @dataclass
@@ -149,9 +150,20 @@ def train_network(
     Without `valid` every epoch of `cfg.epochs` runs and the last weights are kept. `desc`
     labels the progress bar.
     """
+    run = _make_run(net, interactions, cfg, item_item, carve)
+    try:
+        return _train(run, interactions, valid, callbacks, desc)
+    finally:
+        for t in run.sparse_tables:  # dense gradients again for every other use of the net
+            t.sparse = False
+
+
+def _train(run: _Run, interactions: sp.csr_matrix, valid: sp.csr_matrix | None,
+           callbacks: Sequence[Callback], desc: str) -> History:
+    """The epochs of `train_network` (run set up), with checkpoints, early stopping, Ctrl-C."""
     from tqdm.auto import tqdm
 
-    run = _make_run(net, interactions, cfg, item_item, carve)
+    net, cfg = run.net, run.cfg
     snap = _snapshot(net)
     state = _State(History(), best=snap, last_good=snap)
     fp = None
@@ -180,7 +192,7 @@ def train_network(
                 break
     except KeyboardInterrupt:
         history.interrupted = True
-        warnings.warn("training interrupted; keeping the best weights so far", stacklevel=2)
+        warnings.warn("training interrupted; keeping the best weights so far", stacklevel=3)
     finally:
         bar.close()
     if history.best_epoch < 0:  # interrupted before the first evaluation
@@ -213,17 +225,27 @@ def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig,
         model = DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True, **{no_sync: False})
-    params = [p for p in net.parameters() if p.requires_grad]
     X = interactions.tocsr().astype(np.float32)
     X.data[:] = 1.0
+    negatives = resolve_negatives(cfg.negatives, X.shape[1])
+    sparse = resolve_sparse_updates(cfg.sparse_updates, negatives, X.shape[1], world)
+    if sparse and world > 1:
+        raise ConfigError("sparse_updates=True does not run under DDP (its gradients are "
+                          "all-reduced dense); pass sparse_updates='auto' or False")
+    tables = [t for t in net.id_tables() if t.weight.requires_grad] if sparse else []
+    for t in tables:  # until train_network returns
+        t.sparse = True
+    lazy = {id(t.weight) for t in tables}
+    dense = [p for p in net.parameters() if p.requires_grad and id(p) not in lazy]
+    opt = adam_with_sparse(dense, [t.weight for t in tables], cfg.lr, cfg.weight_decay,
+                           decoupled=cfg.optimizer == "adamw")
     return _Run(
-        net=net, model=model,
-        opt=adam(params, cfg.lr, cfg.weight_decay, decoupled=cfg.optimizer == "adamw"),
+        net=net, model=model, opt=opt, sparse_tables=tables,
         X=X, users=np.flatnonzero(np.diff(X.indptr)), cfg=cfg, device=device,
         warm=np.diff(X.tocsc().indptr) > 0,
         drop_p=_drop_probs(net, cfg, device), rng=np.random.default_rng(cfg.seed),
         gen=torch.Generator().manual_seed(cfg.seed + rank),
-        negatives=resolve_negatives(cfg.negatives, X.shape[1]), item_item=item_item, carve=carve,
+        negatives=negatives, item_item=item_item, carve=carve,
         valid_item_item=None if item_item is None else CachedScores(item_item),
         rank=rank, world=world)
 

@@ -250,3 +250,70 @@ def test_same_seed_identical_metrics_and_weights(problem):
     (h1, p1), (h2, p2) = runs
     assert h1.epochs == h2.epochs and h1.best_score == h2.best_score
     assert_same_params(p1, p2)
+
+
+# ---------------------------------------------------------------------- sparse updates
+SAMPLED = dict(FAST, negatives=16)
+
+
+def test_sampled_negatives_train_the_id_tables_sparsely_and_restore_them(problem):
+    """With sparse_updates=True the ID tables get sparse gradients and lazy Adam:
+    rows that are never in a pool (items nobody trained on) never move; afterwards the
+    tables are dense again, and sparse_updates=False trains them densely."""
+    train, valid, content = problem
+    train = train.tolil()
+    train[:, 70:] = 0  # items 70..79: no training interactions, only sampled now and then
+    train = train.tocsr()
+    train.eliminate_zeros()
+    seen = []
+
+    def spy(epoch, logs):
+        seen.append([t.sparse for t in net.id_tables()])
+
+    net = planted_net(train, content)
+    start = net.item_bias.weight.detach().clone()
+    train_network(net, train, valid, TrainConfig(**SAMPLED, sparse_updates=True), callbacks=[spy])
+    assert seen and all(all(s) for s in seen)
+    assert not any(t.sparse for t in net.id_tables())
+    moved = (net.item_bias.weight.detach() != start).squeeze(1)
+    assert moved[:70].any() and not moved[70:].any()  # unknown items: the cold prior only
+
+    dense = planted_net(train, content)
+    seen.clear()
+    net = dense
+    train_network(dense, train, valid, TrainConfig(**SAMPLED), callbacks=[spy])  # auto: 80 items
+    assert seen and not any(any(s) for s in seen)
+
+
+def test_resume_with_sparse_updates_equals_uninterrupted_run(problem, tmp_path):
+    train, valid, content = problem
+    straight = planted_net(train, content)
+    train_network(straight, train, valid, TrainConfig(**SAMPLED, sparse_updates=True))
+    ckpt = dict(SAMPLED, sparse_updates=True, checkpoint_dir=str(tmp_path / "ck"),
+                checkpoint_every=2, resume=True)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_network(planted_net(train, content), train, valid, TrainConfig(**ckpt),
+                      callbacks=[crash_at(4)])
+    resumed = planted_net(train, content, seed=99)
+    train_network(resumed, train, valid, TrainConfig(**ckpt))
+    assert_same_params(params(resumed), params(straight))
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"sparse_updates": "yes"}, "sparse_updates"),
+    ({"sparse_updates": 1}, "sparse_updates"),
+    ({"sparse_updates": True, "weight_decay": 0.01}, "weight_decay"),
+])
+def test_sparse_updates_setting_is_checked(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kw)
+
+
+def test_sparse_updates_auto_rule():
+    from multirec.config import SPARSE_UPDATES_MIN_ITEMS, resolve_sparse_updates
+
+    big = SPARSE_UPDATES_MIN_ITEMS
+    assert resolve_sparse_updates("auto", 1024, big) and not resolve_sparse_updates("auto", "all", big)
+    assert not resolve_sparse_updates("auto", 1024, big - 1)
+    assert not resolve_sparse_updates("auto", 1024, big, world_size=2)
+    assert resolve_sparse_updates(True, "all", 10) and not resolve_sparse_updates(False, 1024, big)
