@@ -23,6 +23,9 @@ above that), `recommend` latency for 1 user and for 1,000 users
 ratios vs the matching LightFM row. Data generation and the split are not
 in the fit seconds (they are in the peak RSS: the data lives in the process).
 
+`--merge` keeps the rows of the earlier scale.json in --out for every (size, method) cell
+not run now, and the markdown then says which run measured which row.
+
 A fit that runs past --max-minutes is killed and reported as "not finished within M min"
 with what was measured until then (epochs done, seconds); larger sizes of that method are
 reported as not run. Nothing is dropped silently. Rows of benchmarks/results/retrieval.json
@@ -273,7 +276,8 @@ def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | Non
         argv: str = "") -> dict[str, Any]:
     """Measure every (size, method) in a subprocess; `on_row(payload)` after each row."""
     payload: dict[str, Any] = {"rows": [], "config": {"argv": argv,
-        "sizes": args.sizes, "threads": args.threads, "max_minutes": args.max_minutes,
+        "sizes": args.sizes, "methods": args.methods, "threads": args.threads,
+        "max_minutes": args.max_minutes,
         "seed": args.seed, "repeats": args.repeats, "eval_users": args.eval_users,
         "interactions_per_user": 50,
         "users_per_item": 0.5, "test_fraction": 0.2, "cpu": platform.processor() or platform.machine(),
@@ -289,6 +293,7 @@ def run(args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | Non
                 row = _measure(method, n, args)
                 if row["status"] != "ok":
                     gave_up[method] = n
+            row.update(run_started_utc=payload["config"]["started_utc"], run_argv=argv)
             payload["rows"].append(row)
             _add_ratios(payload["rows"])
             print(_line(row), flush=True)
@@ -355,6 +360,16 @@ def _markdown(payload: dict[str, Any], retrieval: list[dict[str, Any]]) -> str:
                       f"{m.get('argv', '')}` (started {m['started_utc']} UTC, kept by --merge).", ""]
     lines += [_line(r) for r in payload["rows"]]
     lines.append("")
+    runs: dict[tuple[str, str], list[str]] = {}
+    for r in payload["rows"]:
+        key = (r.get("run_started_utc", ""), r.get("run_argv", ""))
+        runs.setdefault(key, []).append(f"{r['method']} at {r['n_items']:,}")
+    if len(runs) > 1:  # --merge: say which run measured which row
+        for (started, argv), cells in runs.items():
+            where = (f"`python benchmarks/scale.py {argv}` (started {started} UTC)" if started
+                     else "an earlier run (above)")
+            lines.append(f"- {where}: {'; '.join(cells)}.")
+        lines.append("")
     if retrieval:
         lines += [f"Retrieval at {retrieval[0]['size']:,} items (from benchmarks/results/retrieval.json, "
                   "`benchmarks/retrieval.py`):", "",
@@ -403,13 +418,16 @@ def _plot(payload: dict[str, Any], path: Path) -> None:
 
 
 def _merged(payload: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
-    """`payload` plus the rows of `before` (an earlier scale.json) for the sizes not run now."""
+    """`payload` plus the rows of `before` (an earlier scale.json) for the (size, method)
+    cells not run now."""
     if not before:
         return payload
     payload = json.loads(json.dumps(payload))  # a copy
-    now = set(payload["config"]["sizes"])
+    sizes = set(payload["config"]["sizes"])
+    methods = set(payload["config"].get("methods", METHODS))
     order = {m: k for k, m in enumerate(METHODS)}
-    rows = [r for r in before["rows"] if r["n_items"] not in now] + payload["rows"]
+    rows = [r for r in before["rows"]
+            if not (r["n_items"] in sizes and r["method"] in methods)] + payload["rows"]
     payload["rows"] = sorted(rows, key=lambda r: (r["n_items"], order.get(r["method"], 99)))
     _add_ratios(payload["rows"])
     payload["config"]["merged_from"] = before["config"]

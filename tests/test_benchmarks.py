@@ -386,9 +386,35 @@ def test_scale_tiny(tmp_path):
     cut, skipped = payload["rows"]
     assert cut["status"] == "not finished within 0.002 min" and cut["killed_in_stage"] == "fit"
     assert _finite(cut["data_seconds"]) and _finite(cut["peak_rss_mb"]) and "fit_seconds" not in cut
-    assert skipped == {"n_items": 400, "method": "multirec CF-only",
-                       "status": "not run (n_items=300 did not finish)"}
+    assert {k: skipped[k] for k in ("n_items", "method", "status")} == {
+        "n_items": 400, "method": "multirec CF-only", "status": "not run (n_items=300 did not finish)"}
+    assert skipped["run_started_utc"] == payload["config"]["started_utc"]
     assert "not finished within 0.002 min (in fit" in (tmp_path / "cut" / "scale.md").read_text()
+
+
+def test_scale_merge_replaces_only_the_cells_run_again(tmp_path):
+    bench = _script("scale")
+
+    def row(n, method, fit, run):
+        return {"n_items": n, "method": method, "status": "ok", "fit_seconds": fit,
+                "ndcg_at_10": 0.2, "peak_rss_mb": 1.0, "rec1000_exact_ms": 1.0,
+                "run_started_utc": run, "run_argv": f"--{run}"}
+
+    config = {"threads": 1, "cpu_count": 2, "load_avg_start": 0.0, "load_avg_end": 0.0}
+    before = {"config": {**config, "sizes": [20, 200], "started_utc": "old", "argv": "--old"},
+              "rows": [row(20, "multirec CF-only", 5.0, "old"), row(20, "LightFM WARP", 1.0, "old"),
+                       row(200, "multirec CF-only", 50.0, "old"), row(200, "LightFM WARP", 10.0, "old")]}
+    now = {"config": {**config, "sizes": [200], "methods": ["multirec CF-only"], "started_utc": "new",
+                      "argv": "--new"},
+           "rows": [row(200, "multirec CF-only", 40.0, "new")]}
+    merged = bench._merged(now, before)
+    cells = {(r["n_items"], r["method"]): r for r in merged["rows"]}
+    assert len(cells) == 4 and cells[(200, "multirec CF-only")]["fit_seconds"] == 40.0
+    assert cells[(200, "LightFM WARP")]["run_started_utc"] == "old"  # kept: not run again
+    assert cells[(200, "multirec CF-only")]["fit_vs_lightfm"] == pytest.approx(4.0)
+    md = bench._markdown(merged, [])
+    assert "(started new UTC): multirec CF-only at 200." in md
+    assert "LightFM WARP at 200" in md.split("(started old UTC)")[1]
 
 
 def test_readme_table_shows_rows_missing_from_a_protocol_as_dashes():
