@@ -367,6 +367,7 @@ def _markdown(payload: dict[str, Any], retrieval: list[dict[str, Any]]) -> str:
     if len(runs) > 1:  # --merge: say which run measured which row
         for (started, argv), cells in runs.items():
             where = (f"`python benchmarks/scale.py {argv}` (started {started} UTC)" if started
+                     else f"`python benchmarks/scale.py {argv}` (an earlier run)" if argv
                      else "an earlier run (above)")
             lines.append(f"- {where}: {'; '.join(cells)}.")
         lines.append("")
