@@ -208,6 +208,12 @@ def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig,
               item_item: Any = None, carve: Any = None) -> _Run:
     """Seeds, device, optimizer and (under DDP) the DistributedDataParallel wrapper."""
     rank, world = _process_group(cfg)
+    n_items = interactions.shape[1]
+    negatives = resolve_negatives(cfg.negatives, n_items)
+    sparse = resolve_sparse_updates(cfg.sparse_updates, negatives, n_items, world)
+    if sparse and world > 1:
+        raise ConfigError("sparse_updates=True does not run under DDP (its gradients are "
+                          "all-reduced dense); pass sparse_updates='auto' or False")
     device = torch.device(cfg.device)
     if world > 1 and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", distributed.local_rank())
@@ -227,11 +233,6 @@ def _make_run(net: Any, interactions: sp.csr_matrix, cfg: TrainConfig,
             find_unused_parameters=True, **{no_sync: False})
     X = interactions.tocsr().astype(np.float32)
     X.data[:] = 1.0
-    negatives = resolve_negatives(cfg.negatives, X.shape[1])
-    sparse = resolve_sparse_updates(cfg.sparse_updates, negatives, X.shape[1], world)
-    if sparse and world > 1:
-        raise ConfigError("sparse_updates=True does not run under DDP (its gradients are "
-                          "all-reduced dense); pass sparse_updates='auto' or False")
     tables = [t for t in net.id_tables() if t.weight.requires_grad] if sparse else []
     for t in tables:  # until train_network returns
         t.sparse = True

@@ -317,3 +317,14 @@ def test_sparse_updates_auto_rule():
     assert not resolve_sparse_updates("auto", 1024, big - 1)
     assert not resolve_sparse_updates("auto", 1024, big, world_size=2)
     assert resolve_sparse_updates(True, "all", 10) and not resolve_sparse_updates(False, 1024, big)
+
+
+def test_sparse_updates_true_is_refused_under_ddp_before_anything_is_set_up(problem, monkeypatch):
+    from multirec import training
+
+    train, valid, content = problem
+    net = planted_net(train, content)
+    monkeypatch.setattr(training, "_process_group", lambda cfg: (0, 2))  # as if 2 ranks
+    with pytest.raises(ConfigError, match="DDP"):
+        train_network(net, train, valid, TrainConfig(**SAMPLED, sparse_updates=True))
+    assert not any(t.sparse for t in net.id_tables())
