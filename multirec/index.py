@@ -94,7 +94,7 @@ _MARKER = "multirec.ItemIndex"  # the kind of save named in the pointer file
 from ._files import atomic_directory, current_version, sha256_file  # noqa: E402
 from .catalogue import history_matrix, ids_with_pad  # noqa: E402
 from .coldblock import ColdBlock, merge_top, pad_results  # noqa: E402
-from .ranking import topk  # noqa: E402
+from .ranking import stored_cells, topk  # noqa: E402
 from .scoring import binary  # noqa: E402
 
 
@@ -648,10 +648,7 @@ class ItemIndex:
             dist, found = self._raw_search(q[rows], int(k), ef)  # (r, k), best first
             dist = dist.astype(np.float64)
             sub = exclude[rows]
-            seen_keys = np.repeat(np.arange(len(rows), dtype=np.int64), np.diff(sub.indptr))
-            seen_keys = seen_keys * n_items + sub.indices
-            keys = np.arange(len(rows), dtype=np.int64)[:, None] * n_items + np.maximum(found, 0)
-            dist[np.isin(keys, seen_keys)] = -np.inf
+            dist[stored_cells(sub, np.maximum(found, 0))] = -np.inf  # -1 slots: as item 0
             order = np.argsort(-dist, axis=1, kind="stable")[:, :n]
             top, top_idx = np.take_along_axis(dist, order, 1), np.take_along_axis(found, order, 1)
             w = top.shape[1]

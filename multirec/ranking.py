@@ -21,7 +21,7 @@ import torch
 from .errors import DataError
 
 __all__ = ["TIE_SEED", "tie_order", "check_k", "masked_scores", "topk", "ndcg_at_k",
-           "sample_target_rows"]
+           "stored_cells", "sample_target_rows"]
 
 TIE_SEED = 0  # default seed of the tie-breaking permutation
 
@@ -61,7 +61,7 @@ def candidate_mask(candidates: np.ndarray, n_items: int) -> np.ndarray:  # (n_it
 
 def masked_scores(scores: np.ndarray, exclude: sp.spmatrix | None = None,
                   candidates: np.ndarray | None = None, *,
-                  dtype: type = np.float64) -> np.ndarray:  # (U, n) float64
+                  dtype: type = np.float64) -> np.ndarray:  # (U, n) of `dtype`
     """Copy of `scores` with excluded and non-candidate items at -inf (NaN raises).
 
     `dtype=np.float32` keeps float32 scores in float32 (half the memory traffic for the
@@ -129,6 +129,22 @@ def topk(scores: np.ndarray, k: int, *, exclude: sp.spmatrix | None = None,
     return np.where(vals > -np.inf, top, -1), vals
 
 
+def stored_cells(m: sp.spmatrix, cols: np.ndarray) -> np.ndarray:  # (U, k) bool
+    """Whether each cell (r, cols[r, j]) is a stored entry of `m` (U, n) (explicit zeros
+    included); negative columns (padding) are not. One sorted search over row · n + item
+    keys, without a dense (U, n) array."""
+    m = sp.csr_matrix(m)
+    n = m.shape[1]
+    keys = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) * n + m.indices
+    if not m.has_sorted_indices:
+        keys = np.sort(keys)
+    if keys.size == 0:
+        return np.zeros(cols.shape, dtype=bool)
+    cells = np.arange(cols.shape[0], dtype=np.int64)[:, None] * n + np.maximum(cols, 0)
+    at = np.minimum(np.searchsorted(keys, cells), keys.size - 1)
+    return (keys[at] == cells) & (cols >= 0)
+
+
 def ndcg_at_k(scores: np.ndarray, target: sp.spmatrix, k: int, *,
               exclude: sp.spmatrix | None = None, seed: int = TIE_SEED) -> tuple[float, int]:
     """Sum of NDCG@k over the rows with ≥ 1 rankable target item, and the number of such rows.
@@ -136,11 +152,11 @@ def ndcg_at_k(scores: np.ndarray, target: sp.spmatrix, k: int, *,
     The same definition as `multirec.metrics` (binary gains 1/log2(rank + 1), IDCG over
     min(k, |relevant|) hits); relevant items that are excluded do not count.
     """
-    wide = np.float32 if np.asarray(scores).dtype == np.float32 else np.float64
-    s = masked_scores(scores, exclude, dtype=wide)  # (U, n)
+    dtype = np.float32 if np.asarray(scores).dtype == np.float32 else np.float64
+    s = masked_scores(scores, exclude, dtype=dtype)  # (U, n)
     top, _ = topk(s, k, seed=seed, masked=True)  # (U, kk)
     t = sp.csr_matrix(target, copy=True)
-    t.sum_duplicates()  # canonical: sorted indices, so the cell keys below are sorted
+    t.sum_duplicates()
     t.eliminate_zeros()
     t_rows = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))  # (nnz,)
     ok = s[t_rows, t.indices] > -np.inf  # relevant: a target item that can be ranked
@@ -149,11 +165,9 @@ def ndcg_at_k(scores: np.ndarray, target: sp.spmatrix, k: int, *,
     if not keep.any():
         return 0.0, 0
     kk = top.shape[1]
-    n = s.shape[1]
-    relevant = t_rows[ok] * n + t.indices[ok]  # (R,) sorted cell keys row · n + item
-    cells = np.arange(top.shape[0])[:, None] * n + np.maximum(top, 0)  # (U, kk)
-    at = np.minimum(np.searchsorted(relevant, cells), max(relevant.size - 1, 0))
-    hits = (relevant[at] == cells) & (top >= 0)  # (U, kk)
+    relevant = sp.csr_matrix((np.ones(int(ok.sum()), bool), t.indices[ok],
+                              np.concatenate([[0], np.cumsum(n_rel)])), shape=t.shape)
+    hits = stored_cells(relevant, top)  # (U, kk)
     disc = 1.0 / np.log2(np.arange(2, kk + 2))
     ideal = np.cumsum(disc)[np.minimum(n_rel[keep], kk) - 1]
     return float(((hits[keep] * disc).sum(1) / ideal).sum()), int(keep.sum())

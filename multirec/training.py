@@ -366,9 +366,10 @@ def _batch_loss(run: _Run, u: np.ndarray) -> torch.Tensor:
     use_cf = torch.rand(len(u), generator=run.gen) >= cfg.user_cf_dropout  # (B,)
     args = (torch.from_numpy(u).to(device), bag, torch.from_numpy(pool).to(device))
     kwargs = {"drop_p": run.drop_p, "use_cf": use_cf.to(device)}
+    pos = _in_pool(rows, pool)  # (B, P) the users' positives among the pool's columns
     if sampled is not None and cfg.loss == "bce":
-        return _sampled_bce(run, rows, pool, sampled, ii, args, kwargs)
-    target = torch.from_numpy(_in_pool(rows, pool).toarray()).to(device)  # (B, P)
+        return _sampled_bce(run, pos, pool, sampled, ii, args, kwargs)
+    target = torch.from_numpy(pos.toarray()).to(device)  # (B, P)
     ii_t = None if ii is None else torch.from_numpy(ii).to(device)
     logits = _unknown_as_prior(run, run.model(*args, ii=ii_t, **kwargs), pool)  # (B, P)
     if cfg.loss == "bpr":
@@ -377,17 +378,18 @@ def _batch_loss(run: _Run, u: np.ndarray) -> torch.Tensor:
     return weighted_bce_sum(logits, target, weight) / len(u)
 
 
-def _sampled_bce(run: _Run, rows: sp.csr_matrix, pool: np.ndarray, sampled: np.ndarray,
+def _sampled_bce(run: _Run, pos: sp.csr_matrix, pool: np.ndarray, sampled: np.ndarray,
                  ii: np.ndarray | None, args: tuple[Any, ...], kwargs: dict[str, Any]
                  ) -> torch.Tensor:
-    """BCE with K sampled negatives: each user's positives (label 1, weight 1) and the
-    sampled items it did not interact with (label 0, weight neg_weight · n_items / K, so
-    each stands for n_items / K items). Only those cells are scored, O(B·K + nnz) instead
-    of the whole (B, P) grid, whose other cells (other users' positives) carry no loss."""
-    device, b = run.device, rows.shape[0]
+    """BCE with K sampled negatives: each user's positives (`pos` (B, P), label 1, weight
+    1) and the sampled items it did not interact with (label 0, weight neg_weight ·
+    n_items / K, so each stands for n_items / K items). Only those cells are scored,
+    O(B·K + nnz) instead of the whole (B, P) grid, whose other cells (other users'
+    positives) carry no loss."""
+    device, b = run.device, pos.shape[0]
     columns = np.flatnonzero(sampled)  # (K,) pool positions of the sampled items
-    pair_rows = np.repeat(np.arange(b), np.diff(rows.indptr))  # (N,) each user's positives
-    pair_cols = np.searchsorted(pool, rows.indices)  # (N,) their pool positions
+    pair_rows = np.repeat(np.arange(b), np.diff(pos.indptr))  # (N,) each user's positives
+    pair_cols = pos.indices  # (N,) their pool positions
     cells = TrainCells(
         columns=torch.from_numpy(columns).to(device),
         rows=torch.from_numpy(pair_rows).to(device), cols=torch.from_numpy(pair_cols).to(device))
