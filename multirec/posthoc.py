@@ -17,9 +17,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .ranking import masked_scores, ndcg_at_k, sample_target_rows
+from .gridscore import GridScore, carve_grid, validation_grid
+from .ranking import masked_scores, sample_target_rows
 from .scoring import iter_logits
-from .training import validation_ndcg
 
 __all__ = ["ITEM_ITEM_SCALES", "COLD_CF_SCALES", "CONTENT_WEIGHTS", "best_weight", "COLD_SHIFT_RANKS",
            "COLD_CANDIDATES_MAX", "cold_candidates", "tune_item_item_scale",
@@ -44,7 +44,7 @@ def tune_item_item_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matri
     The learned weight stays close to its start (the towers absorb the rest). W still comes
     from the training part only (no peeking); `fit` refits it on all interactions after.
     """
-    return _best_multiplier(net.ii_scale, scales, lambda: validation_ndcg(
+    return _best_multiplier(net.ii_scale, scales, validation_grid(
         net, train_x, valid_x, k, item_item=item_item, max_users=max_users, seed=seed))
 
 
@@ -81,9 +81,8 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
     out: dict[str, Any] = {}
     cold = cold_candidates(~net.warm_item.cpu().numpy(), carve.items, seed=seed)
 
-    def carve_score() -> float:
-        return _carve_ndcg(net, train_x, carve, cold, item_item, k=k, max_users=max_users,
-                           seed=seed)
+    carve_score = carve_grid(net, train_x, carve, cold, k=k, item_item=item_item,
+                             max_users=max_users, seed=seed)
 
     cf_base = net.cold_cf_scale.detach().clone()
     if net.cf_item_proj is not None:
@@ -101,17 +100,17 @@ def tune_cold_items(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix, ca
     target = sp.csr_matrix(valid_x + (carve.target if carve.held is None else carve.held))
     offsets = cold_shift_candidates(net, train_x, target, item_item, max_users=min(max_users, 500),
                                     seed=seed)
-    out["cold_shift"] = _best_offset(net.cold_bias, offsets, lambda: validation_ndcg(
+    out["cold_shift"] = _best_offset(net.cold_bias, offsets, validation_grid(
         net, train_x, target, k, item_item=item_item, max_users=max_users, seed=seed))
     return out
 
 
-def best_weight(weight: torch.Tensor, values: tuple[float, ...], score: Callable[[], float],
-                 max_doublings: int = 4) -> float:
-    """Set `weight` in place to the value in `values` with the best `score()` (the first of
-    equals); while the largest wins, try twice it (at most `max_doublings` times), so a
-    source whose scores are on a smaller scale than the model's is not cut off at the grid's
-    edge. Returns the value."""
+def best_weight(weight: torch.Tensor, values: tuple[float, ...], score: GridScore,
+                max_doublings: int = 4) -> float:
+    """Set `weight` in place to the value in `values` with the best score (`score`: a
+    `multirec.gridscore.GridScore`; the first of equals); while the largest wins, try twice
+    it (at most `max_doublings` times), so a source whose scores are on a smaller scale than
+    the model's is not cut off at the grid's edge. Returns the value."""
     def absolute(base: torch.Tensor, v: float) -> torch.Tensor:
         return torch.full_like(base, v)
 
@@ -123,27 +122,6 @@ def best_weight(weight: torch.Tensor, values: tuple[float, ...], score: Callable
         top *= 2.0
         best = _best_setting(weight, (best, top), absolute, score, default=best)
     return best
-
-
-def _carve_ndcg(net: Any, train_x: sp.csr_matrix, carve: Any, cold: np.ndarray, item_item: Any,
-                *, k: int, max_users: int, seed: int) -> float:
-    """NDCG@k of the carve's targets ranked among the carved items, plus among the items
-    `cold` (sorted, containing the carved ones) when there are more of them: one pass of
-    logits over `cold`, the carved columns taken from it."""
-    users = sample_target_rows(carve.target, max_users, seed)
-    if users.size == 0:
-        return float("nan")
-    column_sets = [np.searchsorted(cold, carve.items)]  # carved columns within `cold`
-    if cold.size > carve.items.size:
-        column_sets.append(np.arange(cold.size))
-    totals, counts = np.zeros(len(column_sets)), np.zeros(len(column_sets))
-    for u, logits in iter_logits(net, train_x, users, item_item, columns=cold):
-        z = logits.cpu().numpy()  # (B, |cold|)
-        target, seen = carve.target[u][:, cold], train_x[u][:, cold]
-        for j, cols in enumerate(column_sets):
-            t, c = ndcg_at_k(z[:, cols], target[:, cols], k, exclude=seen[:, cols])
-            totals[j], counts[j] = totals[j] + t, counts[j] + c
-    return float((totals / np.maximum(counts, 1)).sum())
 
 
 def cold_candidates(cold: np.ndarray, carved: np.ndarray, *, cap: int = COLD_CANDIDATES_MAX,
@@ -205,33 +183,33 @@ def tune_cold_cf_scale(net: Any, train_x: sp.csr_matrix, valid_x: sp.csr_matrix,
     return tune_cold_items(net, train_x, valid_x, carve, item_item, **kw).get("cold_cf_scale", 1.0)
 
 
-def _best_multiplier(weight: torch.Tensor, scales: tuple[float, ...],
-                     score: Callable[[], float]) -> float:
-    """Scale `weight` in place by the multiplier in `scales` with the best `score()` (the
-    first of equals); returns the multiplier."""
+def _best_multiplier(weight: torch.Tensor, scales: tuple[float, ...], score: GridScore) -> float:
+    """Scale `weight` in place by the multiplier in `scales` with the best score (the first
+    of equals); returns the multiplier."""
     return _best_setting(weight, scales, lambda base, mult: base * mult, score, default=1.0)
 
 
-def _best_offset(weight: torch.Tensor, offsets: list[float], score: Callable[[], float]) -> float:
-    """Add to `weight` in place the offset in `offsets` with the best `score()` (the first of
+def _best_offset(weight: torch.Tensor, offsets: list[float], score: GridScore) -> float:
+    """Add to `weight` in place the offset in `offsets` with the best score (the first of
     equals); returns the offset."""
     return _best_setting(weight, offsets, lambda base, off: base + off, score, default=0.0)
 
 
 def _best_setting(weight: torch.Tensor, values: Any, apply: Callable[[torch.Tensor, float], torch.Tensor],
-                  score: Callable[[], float], default: float) -> float:
+                  score: GridScore, default: float) -> float:
     """Set `weight` in place to `apply(its value now, v)` for the v in `values` with the best
-    `score()` (the first of equals; `default` when none scores); returns that v."""
+    score (the first of equals; `default` when none scores); returns that v."""
     base = weight.detach().clone()
-    best, best_score = default, -np.inf
-    for value in values:
+    values = [float(v) for v in values]
+
+    def set_value(v: float) -> None:
         with torch.no_grad():
-            weight.copy_(apply(base, value))
-        got = score()
-        if got > best_score:
-            best, best_score = value, got
-    with torch.no_grad():
-        weight.copy_(apply(base, best))
+            weight.copy_(apply(base, v))
+
+    got = np.asarray(score(set_value, values), dtype=np.float64)
+    got = np.where(np.isnan(got), -np.inf, got)  # a value that cannot be scored never wins
+    best = values[int(np.argmax(got))] if (got > -np.inf).any() else default
+    set_value(best)
     return float(best)
 
 

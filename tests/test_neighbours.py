@@ -13,6 +13,7 @@ import encoders.precomputed  # noqa: F401  (registers "precomputed")
 from multirec.coldvalid import carve_items
 from multirec.config import NetworkConfig
 from multirec.data import InteractionData
+from multirec.gridscore import pointwise
 from multirec.model import MultimodalRecommender
 from multirec.neighbours import content_basis, feature_basis, modality_basis
 from multirec.network import TwoTowerNetwork
@@ -205,7 +206,7 @@ def test_best_weight_doubles_past_the_grid_while_the_largest_wins(optimum, expec
         tried.append(float(w[0]))
         return -abs(np.log(float(w[0]) + 1e-9) - np.log(optimum))
 
-    got = best_weight(w, CONTENT_WEIGHTS, score)
+    got = best_weight(w, CONTENT_WEIGHTS, pointwise(score))
     assert got == expected and torch.all(w == expected)
     assert max(tried) == largest_tried
 
