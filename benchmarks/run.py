@@ -116,8 +116,10 @@ def _as_data(obj: Any) -> InteractionData:
     return data
 
 
-def load_data(name: str, data_dir: str | None, quick: bool) -> InteractionData:
-    """The data set `name` as InteractionData; raises Unavailable with the reason."""
+def load_data(name: str, data_dir: str | None, quick: bool,
+              longtail_shape: tuple[int, int, float] | None = None) -> InteractionData:
+    """The data set `name` as InteractionData; raises Unavailable with the reason.
+    `longtail_shape`: (users, items, interactions per user) of the long-tail generator."""
     if name == "synthetic":
         from multirec.datasets.synthetic import make_synthetic
 
@@ -131,6 +133,9 @@ def load_data(name: str, data_dir: str | None, quick: bool) -> InteractionData:
         # full size 2 000 x 2 000: EASE's n_items² inverse and LightFM stay within minutes
         size = (dict(n_users=100, n_items=120, interactions_per_user=10) if quick
                 else dict(n_users=2000, n_items=2000))
+        if longtail_shape is not None:
+            users, items, per_user = longtail_shape
+            size = dict(n_users=users, n_items=items, interactions_per_user=per_user)
         try:
             return _as_data(mod.make_longtail(**size, seed=0))
         except TypeError:  # another signature: its own defaults
@@ -501,7 +506,7 @@ def run(args: argparse.Namespace, on_block: Callable[[dict[str, Any]], None] | N
     payload so far (`"partial": True`) after each (seed, protocol) block."""
     _torch_threads(args.threads)
     t0 = time.perf_counter()
-    raw = load_data(args.dataset, args.data_dir, args.quick)
+    raw = load_data(args.dataset, args.data_dir, args.quick, args.longtail_shape)
     t = time.perf_counter()
     vecs = text_vectors(raw, args.text_model, args.cache_dir)
     encode_s = time.perf_counter() - t
@@ -659,6 +664,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="local sentence-model dir, or 'hash' (default: packaged MiniLM)")
     ap.add_argument("--cache-dir", default=None,
                     help="reuse the item text vectors across runs (.npy files in this folder)")
+    ap.add_argument("--longtail-shape", nargs=3, type=float, default=None,
+                    metavar=("USERS", "ITEMS", "PER_USER"),
+                    help="with --dataset longtail: the generator's users, items and mean "
+                         "interactions per user (default 2000 2000 50), e.g. 1892 17632 49 for "
+                         "Last.fm HetRec's shape; results go to longtail-USERSxITEMS.*")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--rows", nargs="+", default=None,
                     help="run only these rows ('multirec': every multirec row)")
@@ -670,11 +680,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds = [0] if args.quick else [0, 1, 2]
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
+    args.stem = args.dataset  # the results' file names
+    if args.longtail_shape is not None:
+        if args.dataset != "longtail":
+            ap.error(f"--longtail-shape applies to --dataset longtail, not {args.dataset!r}")
+        users, items, per_user = args.longtail_shape
+        if users < 1 or items < 1 or per_user <= 0 or users != int(users) or items != int(items):
+            ap.error(f"--longtail-shape needs whole USERS, ITEMS >= 1 and PER_USER > 0, got "
+                     f"{users:g} {items:g} {per_user:g}")
+        args.longtail_shape = (int(users), int(items), float(per_user))
+        args.stem = f"longtail-{int(users)}x{int(items)}"
     return args
 
 
 def command(args: argparse.Namespace) -> str:
     parts = ["python benchmarks/run.py", f"--dataset {args.dataset}"]
+    if args.longtail_shape is not None:
+        users, items, per_user = args.longtail_shape
+        parts.append(f"--longtail-shape {users} {items} {per_user:g}")
     if args.data_dir:
         parts.append("--data-dir PATH")
     parts += [f"--protocol {' '.join(args.protocol)}", f"--seeds {' '.join(map(str, args.seeds))}"]
@@ -697,17 +720,17 @@ def write(payload: dict[str, Any], args: argparse.Namespace, *, plot: bool = Tru
     payload["summary"] = summarise(payload)
     state = (f"PARTIAL: {len(payload['done'])} of {len(args.seeds) * len(args.protocol)} "
              "(seed, protocol) blocks done. " if payload["partial"] else "")
-    header = (f"## {args.dataset}: multirec vs peers\n\nCommand: `{payload['command']}`; {state}total "
+    header = (f"## {args.stem}: multirec vs peers\n\nCommand: `{payload['command']}`; {state}total "
               f"{payload['total_seconds']:.0f}s. {payload['n_users']} users, {payload['n_items']} items, "
               f"{payload['nnz']} interactions. Ratios: NDCG@10 vs the best peer (non-multirec row) "
               "and vs LightFM WARP + item features, per protocol.\n")
     text = header + table(payload)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / f"{args.dataset}.md", text + "\n")
-    _atomic_write(out / f"{args.dataset}.json", json.dumps(payload, indent=1, default=_json_default))
+    _atomic_write(out / f"{args.stem}.md", text + "\n")
+    _atomic_write(out / f"{args.stem}.json", json.dumps(payload, indent=1, default=_json_default))
     if plot:
         with contextlib.suppress(Exception):
-            _plot(payload["summary"], out / f"{args.dataset}.png")
+            _plot(payload["summary"], out / f"{args.stem}.png")
     return text
 
 
@@ -726,7 +749,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(str(exc))
         payload = {"dataset": args.dataset, "skipped_dataset": str(exc), "results": {}, "skipped": {}}
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        _atomic_write(Path(args.out) / f"{args.dataset}.json", json.dumps(payload, indent=1))
+        _atomic_write(Path(args.out) / f"{args.stem}.json", json.dumps(payload, indent=1))
         return payload
     print(write(payload, args))
     return payload

@@ -425,3 +425,27 @@ def test_readme_table_shows_rows_missing_from_a_protocol_as_dashes():
     lines = bench.table({"summary": summary}).splitlines()
     assert lines[2] == "| a | 0.250 ± 0.250 | 0.50x | 1.0 | 0.250 ± 0.250 | 1.00x | 1.0 |"
     assert lines[3] == "| b | 0.250 ± 0.250 | 0.50x | 1.0 | – | – | – |"
+
+
+def test_run_longtail_shape_sizes_the_generator_and_names_the_results(tmp_path):
+    pytest.importorskip("implicit")
+    bench = _script("run")
+    payload = bench.main(["--dataset", "longtail", "--longtail-shape", "70", "90", "8", "--quick",
+                          "--protocol", "warm", "--rows", "popularity", "EASE", "--text-model", "hash",
+                          "--out", str(tmp_path)])
+    if "skipped_dataset" in payload:
+        assert "longtail not available" in payload["skipped_dataset"]
+        return
+    assert payload["n_items"] <= 90 and payload["n_users"] <= 70
+    assert payload["n_items"] > 45 and payload["n_users"] > 60  # the shape asked for, not 2000 x 2000
+    assert "--longtail-shape 70 90 8" in payload["command"]
+    assert (tmp_path / "longtail-70x90.md").read_text().startswith("## longtail-70x90:")
+    assert (tmp_path / "longtail-70x90.json").exists() and not (tmp_path / "longtail.json").exists()
+
+
+@pytest.mark.parametrize("argv", [["--dataset", "ml-100k", "--longtail-shape", "10", "10", "5"],
+                                  ["--dataset", "longtail", "--longtail-shape", "10.5", "10", "5"],
+                                  ["--dataset", "longtail", "--longtail-shape", "10", "10", "0"]])
+def test_run_longtail_shape_is_checked(argv):
+    with pytest.raises(SystemExit):
+        _script("run").parse_args(argv)
