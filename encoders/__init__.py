@@ -19,6 +19,7 @@ from .errors import (
     MissingBackendError,
     UnknownEncoderError,
 )
+from .packaged import is_packaged, packaged_reference, resolve_packaged
 from .projection import Projection
 from .registry import get_encoder, get_encoder_class, list_encoders, register_encoder
 
@@ -26,4 +27,5 @@ __all__ = [
     "Encoder", "Projection", "register_encoder", "get_encoder", "get_encoder_class",
     "list_encoders", "batched", "content_hash", "EncoderError", "MissingBackendError",
     "UnknownEncoderError", "EncoderInputError", "EncoderConfigError", "CacheError",
+    "is_packaged", "packaged_reference", "resolve_packaged",
 ]

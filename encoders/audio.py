@@ -15,6 +15,7 @@ from ._backends import require
 from .base import Encoder
 from .errors import EncoderConfigError, MissingBackendError
 from .media import load_audio
+from .packaged import resolve_packaged
 from .registry import register_encoder
 from .text import resolve_device
 
@@ -116,7 +117,7 @@ class AudioEncoder(Encoder):
                                       "the audio encoder (backend='transformers')") from exc
         try:
             # Never run code shipped with a checkpoint (auto_map) and never prompt for it.
-            model = tf.AutoModel.from_pretrained(name, trust_remote_code=False)
+            model = tf.AutoModel.from_pretrained(resolve_packaged(name), trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise EncoderConfigError(
                 f"cannot load audio model {name!r} ({exc}). Pass a local directory with "

@@ -14,6 +14,7 @@ from torch import nn
 from ._backends import require
 from .base import Encoder
 from .errors import EncoderConfigError, EncoderInputError
+from .packaged import resolve_packaged
 from .registry import register_encoder
 
 __all__ = ["TextEncoder"]
@@ -37,7 +38,9 @@ class TextEncoder(Encoder):
 
     `model_name_or_path` is anything `transformers.AutoModel.from_pretrained` accepts: a hub
     name (downloaded once into the Hugging Face cache) or a local directory holding
-    `config.json`, the weights and the tokenizer files.
+    `config.json`, the weights and the tokenizer files; or `"package:NAME/sub/dir"`, such a
+    folder inside an installed package (`encoders.packaged`: a saved model that names it
+    loads on any machine with the package).
 
         >>> enc = TextEncoder("sentence-transformers/all-MiniLM-L6-v2")   # or a local path
         >>> enc.encode(["a calm piano piece", "loud guitars"]).shape       # (2, 384)
@@ -73,11 +76,11 @@ class TextEncoder(Encoder):
                 or trainable_layers < 0:
             raise EncoderConfigError(f"trainable_layers must be an int >= 0, got {trainable_layers!r}")
         tf = require("transformers", "the text encoder")
+        source = resolve_packaged(model_name_or_path)
         try:
             # Never run code shipped with a checkpoint (auto_map) and never prompt for it.
-            self.tokenizer = tf.AutoTokenizer.from_pretrained(model_name_or_path,
-                                                              trust_remote_code=False)
-            self.model = tf.AutoModel.from_pretrained(model_name_or_path, trust_remote_code=False)
+            self.tokenizer = tf.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+            self.model = tf.AutoModel.from_pretrained(source, trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise EncoderConfigError(
                 f"cannot load text model {model_name_or_path!r} ({exc}). Pass a local directory "

