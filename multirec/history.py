@@ -23,11 +23,17 @@ class History:
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
+    # what early stopping maximised: validation NDCG@k, plus the cold-item carve's NDCG@k
+    # when there is a carve (each is in the best epoch's logs, `best_logs()`)
     best_score: float = -math.inf
     stopped_early: bool = False
     interrupted: bool = False
     seconds: float = 0.0
     item_item_scale: float | None = None  # multiplier of the item-item weight set on validation
+
+    def best_logs(self) -> dict[str, float]:
+        """The logs of the best epoch ({} before any evaluation)."""
+        return next((dict(e) for e in self.epochs if e.get("epoch") == self.best_epoch), {})
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy of every field (the epoch logs are copied, not shared)."""

