@@ -54,10 +54,11 @@ def pointwise(score: Callable[[], float]) -> GridScore:
 
 def grid_logits(net: Any, set_value: SetValue, values: Sequence[float], inputs: sp.csr_matrix,
                 users: np.ndarray, item_item: Any = None, *, columns: np.ndarray | None = None
-                ) -> Iterator[tuple[np.ndarray, Callable[[int], np.ndarray]]]:
-    """Per block of `users`: `(u, at)`, where `at(j)` is the (B, C) float32 raw logits with
-    the setting at `values[j]` (C: every item, or the items `columns`). The setting must
-    enter the logits affinely (module docstring); it is left at `values[0]`."""
+                ) -> Iterator[tuple[np.ndarray, sp.csr_matrix, Callable[[int], np.ndarray]]]:
+    """Per block of `users`: `(u, history, at)`, where `history` is `inputs[u]` (B, n_items)
+    and `at(j)` the (B, C) float32 raw logits with the setting at `values[j]` (C: every
+    item, or the items `columns`). The setting must enter the logits affinely (module
+    docstring); it is left at `values[0]`."""
     a = float(values[0])
     far = max((float(v) for v in values), key=lambda v: abs(v - a))  # interpolate, never
     b = far if far != a else None  # extrapolate: |v − a| ≤ |b − a| for every v
@@ -77,7 +78,7 @@ def grid_logits(net: Any, set_value: SetValue, values: Sequence[float], inputs: 
             set_value(a)
             za = first.logits(u, history, calibrated=False, columns=columns).double().cpu().numpy()
             if second is None:
-                yield u, lambda j, za=za: za.astype(np.float32)
+                yield u, history, lambda j, za=za: za.astype(np.float32)
                 continue
             set_value(b)
             zb = second.logits(u, history, calibrated=False, columns=columns).double().cpu().numpy()
@@ -85,7 +86,7 @@ def grid_logits(net: Any, set_value: SetValue, values: Sequence[float], inputs: 
 
             def at(j: int, za: np.ndarray = za, slope: np.ndarray = slope) -> np.ndarray:
                 return (za + (float(values[j]) - a) * slope).astype(np.float32)
-            yield u, at
+            yield u, history, at
     finally:
         set_value(a)
 
@@ -101,10 +102,10 @@ def validation_grid(net: Any, inputs: sp.csr_matrix, target: sp.csr_matrix, k: i
         if users.size == 0:
             return np.full(len(values), np.nan)
         totals, counts = np.zeros(len(values)), np.zeros(len(values))
-        for u, at in grid_logits(net, set_value, values, inputs, users, item_item):
-            t_u, in_u = target[u], inputs[u]
+        for u, history, at in grid_logits(net, set_value, values, inputs, users, item_item):
+            t_u = target[u]
             for j in range(len(values)):
-                t, c = ndcg_at_k(at(j), t_u, k, exclude=in_u)
+                t, c = ndcg_at_k(at(j), t_u, k, exclude=history)
                 totals[j], counts[j] = totals[j] + t, counts[j] + c
         return totals / np.maximum(counts, 1)
     return grid
@@ -125,8 +126,9 @@ def carve_grid(net: Any, inputs: sp.csr_matrix, carve: Any, cold: np.ndarray, *,
             return np.full(len(values), np.nan)
         totals = np.zeros((len(values), len(column_sets)))
         counts = np.zeros((len(values), len(column_sets)))
-        for u, at in grid_logits(net, set_value, values, inputs, users, item_item, columns=cold):
-            target, seen = carve.target[u][:, cold], inputs[u][:, cold]
+        for u, history, at in grid_logits(net, set_value, values, inputs, users, item_item,
+                                          columns=cold):
+            target, seen = carve.target[u][:, cold], history[:, cold]
             for j in range(len(values)):
                 z = at(j)  # (B, |cold|)
                 for c, cols in enumerate(column_sets):

@@ -78,18 +78,19 @@ def test_interpolated_logits_match_a_direct_pass(fitted, which, columns):
     users = np.arange(N_USERS)
     blocks = list(grid_logits(net, set_value, values, x, users, ii, columns=cols))
     far = int(np.argmax(np.abs(np.array(values) - values[0])))  # the second pass
+    assert all((history != x[u]).nnz == 0 for u, history, _ in blocks)  # each block's inputs
     assert torch.equal(weight, apply(base, values[0]))  # left at the first value
     for j, v in enumerate(values):
         set_value(v)
         direct = Scorer(net, ii).logits(users, x[users], calibrated=False, columns=cols).numpy()
-        got = np.concatenate([at(j) for _, at in blocks])
+        got = np.concatenate([at(j) for _, _, at in blocks])
         assert got.dtype == np.float32 and got.shape == direct.shape
         if j in (0, far):  # the two passes themselves: exact
             assert np.array_equal(got, direct), name
         else:
             np.testing.assert_allclose(got, direct, rtol=1e-5, atol=1e-5, err_msg=name)
         # the setting changes the logits (else this test could not fail)
-    assert not np.allclose(blocks[0][1](0), blocks[0][1](far))
+    assert not np.allclose(blocks[0][2](0), blocks[0][2](far))
     set_value(1.0 if name != "cold_bias" else 0.0)
 
 
@@ -148,5 +149,5 @@ def test_a_single_value_is_scored_from_one_pass(fitted):
         set_value(v)
     blocks = list(grid_logits(net, tracked, [2.0, 2.0], x, np.arange(10), ii))
     assert set(calls) == {2.0}
-    np.testing.assert_array_equal(blocks[0][1](0), blocks[0][1](1))
+    np.testing.assert_array_equal(blocks[0][2](0), blocks[0][2](1))
     set_value(1.0)
