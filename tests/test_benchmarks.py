@@ -449,3 +449,30 @@ def test_run_longtail_shape_sizes_the_generator_and_names_the_results(tmp_path):
 def test_run_longtail_shape_is_checked(argv):
     with pytest.raises(SystemExit):
         _script("run").parse_args(argv)
+
+
+def test_synthetic_lastfm_writes_the_official_layout_with_listener_tags(tmp_path):
+    from multirec.datasets import lastfm
+
+    gen = _script("synthetic_lastfm")
+    counts = gen.write(tmp_path / "fm", n_users=80, n_artists=300, plays_per_user=12, seed=3)
+    raw = (tmp_path / "fm" / "tags.dat").read_bytes()
+    assert "électronique".encode("latin-1") in raw  # tags.dat is latin-1, as the real file
+    fm = lastfm.load(data_dir=tmp_path / "fm")
+    d = fm.data
+    assert d.n_users == 80 and d.nnz == counts["user_artists.dat"]
+    assert len(fm.taggings) == counts["user_taggedartists.dat"] > 0
+    assert "électronique" in set(fm.taggings["tag"])
+    assert "Björk" in set(fm.artists["name"].dropna())  # artists.dat is UTF-8
+    # some tagged artists have no plays and no artists.dat row: items with tags, text None
+    no_row = [i for i, (t, g) in enumerate(zip(d.content["text"], d.content["tags"]))
+              if t is None and g is not None]
+    assert no_row and (d.item_counts()[no_row] == 0).all()
+    # personal tags ("my …") are each applied by one user only, and to artists that user played
+    personal = fm.taggings[fm.taggings["tag"].str.startswith("my ")]
+    assert len(personal) and (personal.groupby("tag")["user"].nunique() == 1).all()
+    played = set(zip(*d.to_csr().nonzero()))
+    uidx, iidx = d.users.index(personal["user"].tolist()), d.items.index(personal["item"].tolist())
+    assert 0 < np.mean([(u, i) in played for u, i in zip(uidx, iidx)]) < 1
+    again = gen.generate(n_users=80, n_artists=300, plays_per_user=12, seed=3)
+    assert len(again["user_taggedartists.dat"]) == counts["user_taggedartists.dat"]  # seeded
